@@ -1,0 +1,54 @@
+# The course's commands. `make book` builds the website, `make test` runs every check.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+NB ?= notebooks/*.ipynb
+NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
+export D2L_PROGRESS ?= 0
+
+.PHONY: setup system book serve test test-gpu execute bench lint pages clean
+
+setup: $(STAMP) system
+
+$(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $@
+
+# Debian packages: the Fashion-MNIST data, Chromium for the site tests, MathJax for offline pages.
+system:
+	@bash tools/install_system_packages.sh
+
+pages: $(STAMP)
+	$(PY) tools/make_pages.py
+
+book: setup pages
+	$(VENV)/bin/jupyter-book build --quiet .
+
+serve: book
+	$(PY) -m http.server --directory _build/html 8000
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+test: setup pages lint
+	$(VENV)/bin/jupyter-book build --quiet --warningiserror --nitpick --keep-going .
+	D2L_SCALE=quick $(PY) -m pytest tests $(NBVAL) $(NB)
+
+test-gpu: setup
+	D2L_SCALE=full $(PY) -m pytest $(NBVAL) $(NB)
+
+execute: setup
+	D2L_SCALE=full $(PY) tools/execute_notebooks.py $(NB)
+	$(PY) tools/make_pages.py
+
+bench: setup
+	$(PY) -m pip install --quiet --no-deps -r requirements-bench.txt
+	$(PY) benchmarks/run.py
+
+clean:
+	rm -rf _build

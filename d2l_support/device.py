@@ -1,0 +1,30 @@
+"""Devices and seeding (chapter 00)."""
+
+import random
+
+import torch
+
+
+def get_device() -> torch.device:
+    """Return the fastest available device: CUDA, then Apple MPS, then CPU (chapter 00)."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int = 0) -> torch.Generator:
+    """Seed Python's and PyTorch's generators and return a CPU generator seeded the same (chapter 00)."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def describe_device(device: torch.device | str) -> str:
+    """Name a device for reports, e.g. 'cuda:0 (NVIDIA H100)' or 'cpu' (chapter 02)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+    return device.type

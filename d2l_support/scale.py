@@ -1,0 +1,34 @@
+"""The two scales of every notebook: `full` for readers, `quick` for CI (chapter 00)."""
+
+import os
+from types import SimpleNamespace
+
+import torch
+
+SCALES = ("full", "quick")
+
+
+def current_scale() -> str:
+    """Return the active scale from the D2L_SCALE environment variable, `full` by default (chapter 00)."""
+    name = os.environ.get("D2L_SCALE", "full")
+    if name not in SCALES:
+        raise ValueError(f"D2L_SCALE must be one of {SCALES}, got {name!r}")
+    return name
+
+
+def scale(*, full: dict, quick: dict) -> SimpleNamespace:
+    """Pick the settings of the active scale; both scales must name the same settings (chapter 00)."""
+    if set(full) != set(quick):
+        missing = sorted(set(full) ^ set(quick))
+        raise ValueError(f"full and quick must name the same settings; only one names {missing}")
+    name = current_scale()
+    return SimpleNamespace(scale=name, **(full if name == "full" else quick))
+
+
+def warn_if_slow_on_cpu(device: torch.device, cpu_minutes: float) -> None:
+    """At full scale on a CPU, print how long the run will take and how to pick quick scale (chapter 10)."""
+    if current_scale() == "full" and torch.device(device).type == "cpu":
+        print(
+            f"Full scale on a CPU takes about {cpu_minutes:.0f} minutes. For a one-minute run, "
+            "restart with the environment variable D2L_SCALE=quick, or use a GPU runtime."
+        )
