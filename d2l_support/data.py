@@ -141,7 +141,8 @@ class TensorLoader:
     def __init__(self, *tensors: torch.Tensor, batch_size: int, shuffle: bool = False,
                  transform=None, seed: int = 0):
         if not tensors or any(t.shape[0] != tensors[0].shape[0] for t in tensors):
-            raise ValueError(f"tensors must share their first dimension, got shapes {[tuple(t.shape) for t in tensors]}")
+            shapes = [tuple(t.shape) for t in tensors]
+            raise ValueError(f"tensors must share their first dimension, got shapes {shapes}")
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         self.tensors, self.batch_size, self.shuffle = tensors, batch_size, shuffle

@@ -22,7 +22,7 @@ def plot(x, *ys, xlabel: str = "", ylabel: str = "", legend: Sequence[str] = (),
 
 def _as_numbers(values):
     """Detach and move tensors to the CPU so that matplotlib can draw them."""
-    return values.detach().cpu() if isinstance(values, torch.Tensor) else values
+    return values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else values
 
 
 class LivePlot:

@@ -1,0 +1,194 @@
+"""The training loop, evaluation, quality assertions, scales, devices, provenance, plots and explorers."""
+
+import matplotlib
+import pytest
+import torch
+from torch import nn
+
+import d2l_support as d2l
+from d2l_support import train
+
+matplotlib.use("Agg")
+
+
+def separable_problem(n=512, seed=0):
+    """Two Gaussian blobs in 2-D, one per class."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 2
+    X = torch.randn(n, 2, generator=g) + 3.0 * (2 * y.unsqueeze(1) - 1)
+    return d2l.TensorLoader(X, y, batch_size=64, shuffle=True), d2l.TensorLoader(X, y, batch_size=128)
+
+
+def test_train_classifier_learns_and_reports(capsys):
+    torch.manual_seed(0)
+    train_iter, test_iter = separable_problem()
+    net = nn.Linear(2, 2)
+    history = d2l.train_classifier(net, train_iter, test_iter, nn.CrossEntropyLoss(),
+                                   torch.optim.SGD(net.parameters(), lr=0.1), epochs=3, device="cpu", plot=False)
+    assert len(history.train_loss) == len(history.test_acc) == 3
+    assert history.test_acc[-1] > 0.95 and history.train_loss[-1] < history.train_loss[0]
+    assert history.examples_per_sec > 0 and history.device == "cpu"
+    out = capsys.readouterr().out
+    assert "epoch 3/3: loss" in out and "train acc" in out and "examples/s on cpu" in out
+
+
+def test_metrics_match_a_plain_loop():
+    """The device-side accumulation equals a straightforward per-batch .item() loop."""
+    train_iter, test_iter = separable_problem()
+    net = nn.Linear(2, 2)
+    expected_correct = sum((net(X).argmax(1) == y).sum().item() for X, y in test_iter)
+    assert train.evaluate_accuracy(net, test_iter, "cpu") == expected_correct / 512
+    torch.manual_seed(1)
+    net_a, net_b = nn.Linear(2, 2), nn.Linear(2, 2)
+    net_b.load_state_dict(net_a.state_dict())
+    loss_fn = nn.CrossEntropyLoss()
+    loss, acc, n = train._train_epoch(net_a, train_iter, loss_fn, torch.optim.SGD(net_a.parameters(), lr=0.1),
+                                      torch.device("cpu"), False, False)
+    opt_b, total, correct = torch.optim.SGD(net_b.parameters(), lr=0.1), 0.0, 0
+    train_iter.generator.manual_seed(0)
+    replay = d2l.TensorLoader(*train_iter.tensors, batch_size=64, shuffle=True)
+    for X, y in replay:
+        logits = net_b(X)
+        batch_loss = loss_fn(logits, y)
+        opt_b.zero_grad()
+        batch_loss.backward()
+        opt_b.step()
+        total += batch_loss.item() * len(y)
+        correct += (logits.argmax(1) == y).sum().item()
+    assert n == 512 and loss == pytest.approx(total / 512, rel=1e-5) and acc == correct / 512
+
+
+def test_nan_loss_stops_with_advice():
+    train_iter, test_iter = separable_problem()
+    net = nn.Linear(2, 2)
+    with torch.no_grad():
+        net.weight.fill_(float("nan"))
+    with pytest.raises(FloatingPointError, match=r"lower the learning rate \(now 0.5\)"):
+        d2l.train_classifier(net, train_iter, test_iter, nn.CrossEntropyLoss(),
+                             torch.optim.SGD(net.parameters(), lr=0.5), epochs=2, device="cpu", plot=False)
+
+
+def test_wrong_output_shape_is_explained():
+    train_iter, test_iter = separable_problem()
+    net = nn.Sequential(nn.Linear(2, 2), nn.Flatten(0))
+    with pytest.raises(ValueError, match=r"\(batch, classes\)"):
+        d2l.train_classifier(net, train_iter, test_iter, lambda logits, y: logits.sum(),
+                             torch.optim.SGD(net.parameters(), lr=0.1), epochs=1, device="cpu", plot=False)
+
+
+def test_scratch_optimizer_and_function_net():
+    """A plain function with an object that has zero_grad() and step() works like nn.Module + optim."""
+    train_iter, test_iter = separable_problem()
+    W = torch.zeros(2, 2, requires_grad=True)
+
+    class ScratchSGD:
+        lr = 0.1
+
+        def zero_grad(self):
+            W.grad = None
+
+        def step(self):
+            with torch.no_grad():
+                W.sub_(self.lr * W.grad)
+
+    history = d2l.train_classifier(lambda X: X @ W, train_iter, test_iter, nn.CrossEntropyLoss(), ScratchSGD(),
+                                   epochs=2, device="cpu", plot=False)
+    assert history.test_acc[-1] > 0.95
+
+
+def test_eval_mode_is_restored():
+    net = nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.5))
+    _, test_iter = separable_problem()
+    net.train()
+    train.evaluate_accuracy(net, test_iter, "cpu")
+    assert net.training
+
+
+def test_assert_quality(monkeypatch, capsys):
+    monkeypatch.setenv("D2L_SCALE", "quick")
+    d2l.assert_quality(0.6, full=0.9, quick=0.5)
+    assert "(quick scale): OK" in capsys.readouterr().out
+    with pytest.raises(AssertionError, match="quick-scale target >= 0.7"):
+        d2l.assert_quality(0.6, full=0.9, quick=0.7)
+    monkeypatch.setenv("D2L_SCALE", "full")
+    with pytest.raises(AssertionError, match="full-scale"):
+        d2l.assert_quality(0.6, full=0.9, quick=0.5)
+    d2l.assert_quality(1.2, full=1.5, quick=3.0, name="perplexity", lower_is_better=True)
+    with pytest.raises(AssertionError, match="<= 1.1"):
+        d2l.assert_quality(1.2, full=1.1, quick=3.0, name="perplexity", lower_is_better=True)
+
+
+def test_progress_switch(monkeypatch):
+    monkeypatch.delenv("D2L_PROGRESS", raising=False)
+    monkeypatch.setenv("CI", "true")
+    assert not train.show_progress()
+    monkeypatch.delenv("CI")
+    assert train.show_progress()
+    monkeypatch.setenv("D2L_PROGRESS", "0")
+    assert not train.show_progress()
+
+
+def test_scale_selection(monkeypatch):
+    monkeypatch.setenv("D2L_SCALE", "quick")
+    cfg = d2l.scale(full=dict(epochs=10, subset=None), quick=dict(epochs=1, subset=2048))
+    assert (cfg.scale, cfg.epochs, cfg.subset) == ("quick", 1, 2048)
+    monkeypatch.delenv("D2L_SCALE")
+    assert d2l.scale(full=dict(epochs=10), quick=dict(epochs=1)).epochs == 10
+    with pytest.raises(ValueError, match=r"\['subset'\]"):
+        d2l.scale(full=dict(epochs=10), quick=dict(epochs=1, subset=5))
+    monkeypatch.setenv("D2L_SCALE", "huge")
+    with pytest.raises(ValueError, match="D2L_SCALE must be one of"):
+        d2l.current_scale()
+
+
+def test_cpu_warning(monkeypatch, capsys):
+    monkeypatch.setenv("D2L_SCALE", "full")
+    d2l.warn_if_slow_on_cpu(torch.device("cpu"), cpu_minutes=90)
+    assert "about 90 minutes" in capsys.readouterr().out
+    monkeypatch.setenv("D2L_SCALE", "quick")
+    d2l.warn_if_slow_on_cpu(torch.device("cpu"), cpu_minutes=90)
+    assert capsys.readouterr().out == ""
+
+
+def test_device_and_seed():
+    expected = "cuda" if torch.cuda.is_available() else ("mps" if torch.backends.mps.is_available() else "cpu")
+    assert d2l.get_device().type == expected
+    generator = d2l.seed_everything(3)
+    a = torch.rand(2)
+    d2l.seed_everything(3)
+    assert torch.equal(a, torch.rand(2)) and torch.equal(generator.initial_seed() * torch.ones(1), 3 * torch.ones(1))
+
+
+def test_provenance(monkeypatch, capsys):
+    monkeypatch.setenv("D2L_SCALE", "quick")
+    record = d2l.report_provenance(d2l.start_clock(), "cpu", test_acc=0.8312, epochs=3)
+    assert record["scale"] == "quick" and record["device"] == "cpu" and record["test acc"] == "0.831"
+    out = capsys.readouterr().out
+    assert out.startswith("Provenance\n") and "  torch       " in out and "  epochs      3" in out
+
+
+def test_live_plot_and_figures():
+    live = d2l.LivePlot(xlabel="epoch", legend=["a", "b"])
+    live.add(1, [0.5, 0.2])
+    live.add(2, [0.4, 0.3])
+    assert [line.get_ydata().tolist() for line in live.ax.lines] == [[0.5, 0.4], [0.2, 0.3]]
+    with pytest.raises(ValueError, match="expected 2 values"):
+        live.add(3, [0.1])
+    ax = d2l.plot(torch.arange(3), torch.arange(3) ** 2, torch.arange(3), legend=["square", "identity"])
+    assert len(ax.lines) == 2
+    fig = d2l.show_images(torch.rand(5, 1, 8, 8), titles=["x"] * 5, num_cols=3)
+    assert len(fig.axes) == 6 and sum(bool(a.images) for a in fig.axes) == 5
+    with pytest.raises(ValueError, match=r"\(N, H, W\)"):
+        d2l.show_images(torch.rand(8, 8))
+
+
+def test_explorers():
+    def draw(ax, slope, offset=0.0):
+        ax.plot([0, 1], [offset, offset + slope])
+
+    html = d2l.frames_player(draw, "slope", [0.5, 1.0, 2.0], offset=1.0).data
+    assert html.count("data:image/png;base64") == 3 and "<input" in html
+    explorer = d2l.live_explorer(draw, slope=(0.0, 2.0, 0.5))
+    assert [child.description for child in explorer.children[:-1]] == ["slope"]
+    with pytest.raises(ValueError, match="must not be empty"):
+        d2l.frames_player(draw, "slope", [])
