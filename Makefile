@@ -4,7 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-NB ?= notebooks/*.ipynb
+MATHJAX := $(VENV)/mathjax/es5/tex-mml-chtml.js
+NB ?= notebooks/*.ipynb book/*.ipynb
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 export D2L_PROGRESS ?= 0
 
@@ -35,7 +36,13 @@ serve: book
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
-test: setup pages lint
+# MathJax 3 (the version the site loads from a CDN), kept locally so that the browser tests run offline.
+$(MATHJAX): | $(STAMP)
+	rm -rf $(VENV)/mathjax && mkdir -p $(VENV)/mathjax
+	cd $(VENV) && npm pack --silent mathjax@3.2.2 >/dev/null && tar xzf mathjax-3.2.2.tgz -C mathjax --strip-components=1 && rm mathjax-3.2.2.tgz
+
+test: setup pages lint $(MATHJAX)
+	rm -rf _build/html
 	$(VENV)/bin/jupyter-book build --quiet --warningiserror --nitpick --keep-going .
 	D2L_SCALE=quick $(PY) -m pytest tests $(NBVAL) $(NB)
 

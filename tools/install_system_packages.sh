@@ -4,7 +4,7 @@ set -euo pipefail
 needed=()
 [ -d /usr/share/datasets/fashion-mnist ] || needed+=(dataset-fashion-mnist)
 command -v chromium >/dev/null || needed+=(chromium)
-[ -d /usr/share/javascript/mathjax ] || needed+=(libjs-mathjax)
+command -v npm >/dev/null || needed+=(npm)
 [ ${#needed[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
   echo "Installing Debian packages: ${needed[*]}"
