@@ -28,7 +28,7 @@ def report_provenance(started: float, device: torch.device | str, **metrics: flo
     record.update({name.replace("_", " "): _format(value) for name, value in metrics.items()})
     print("Provenance")
     for key, value in record.items():
-        print(f"  {key:<12}{value}")
+        print(f"  {key:<12}  {value}")
     return record
 
 

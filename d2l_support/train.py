@@ -140,5 +140,5 @@ def assert_quality(value: float, *, full: float, quick: float, name: str = "test
     ok = value <= threshold if lower_is_better else value >= threshold
     relation = "<=" if lower_is_better else ">="
     if not ok:
-        raise AssertionError(f"{name} {value:.3f} misses the {current_scale()}-scale target {relation} {threshold}")
-    print(f"{name} {value:.3f} {relation} {threshold} ({current_scale()} scale): OK")
+        raise AssertionError(f"{name} {value:.4g} misses the {current_scale()}-scale target {relation} {threshold}")
+    print(f"{name} {value:.4g} {relation} {threshold} ({current_scale()} scale): OK")

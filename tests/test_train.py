@@ -164,7 +164,7 @@ def test_provenance(monkeypatch, capsys):
     record = d2l.report_provenance(d2l.start_clock(), "cpu", test_acc=0.8312, epochs=3)
     assert record["scale"] == "quick" and record["device"] == "cpu" and record["test acc"] == "0.831"
     out = capsys.readouterr().out
-    assert out.startswith("Provenance\n") and "  torch       " in out and "  epochs      3" in out
+    assert out.startswith("Provenance\n") and "  torch         " in out and "  epochs        3" in out
 
 
 def test_live_plot_and_figures():
