@@ -41,7 +41,7 @@ $(MATHJAX): | $(STAMP)
 	rm -rf $(VENV)/mathjax && mkdir -p $(VENV)/mathjax
 	cd $(VENV) && npm pack --silent mathjax@3.2.2 >/dev/null && tar xzf mathjax-3.2.2.tgz -C mathjax --strip-components=1 && rm mathjax-3.2.2.tgz
 
-test: setup pages lint $(MATHJAX)
+test: setup lint $(MATHJAX)
 	rm -rf _build/html
 	$(VENV)/bin/jupyter-book build --quiet --warningiserror --nitpick --keep-going .
 	D2L_SCALE=quick $(PY) -m pytest tests $(NBVAL) $(NB)
