@@ -9,7 +9,7 @@ NB ?= notebooks/*.ipynb book/*.ipynb
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 export D2L_PROGRESS ?= 0
 
-.PHONY: setup system book serve test test-gpu execute bench lint pages clean
+.PHONY: setup system book serve test test-gpu execute time-quick bench lint pages clean
 
 setup: $(STAMP) system
 
@@ -51,6 +51,10 @@ test-gpu: setup
 
 execute: setup
 	D2L_SCALE=full $(PY) tools/execute_notebooks.py $(NB)
+	$(PY) tools/make_pages.py
+
+time-quick: setup
+	D2L_SCALE=quick $(PY) tools/execute_notebooks.py --timings book/quick_timings.json $(NB)
 	$(PY) tools/make_pages.py
 
 bench: setup

@@ -159,7 +159,7 @@ def run_data_case(name: str, size: int, device: torch.device) -> None:
     ref_seconds = time.perf_counter() - start
     start = time.perf_counter()
     train_iter, _ = ours.load_fashion_mnist(256, resize=size, device=device)
-    for X, y in train_iter:
+    for _batch in train_iter:
         pass
     synchronize(device)
     our_seconds = time.perf_counter() - start

@@ -1,25 +1,46 @@
-"""Execute notebooks in place (at the scale set by D2L_SCALE), refreshing their committed outputs."""
+"""Execute notebooks at the scale set by D2L_SCALE: in place (refreshing their committed outputs), or only
+timed, recording the seconds each took for the status page."""
 
+import argparse
+import json
 import os
-import sys
+import platform
 import time
 from pathlib import Path
 
 import nbformat
+import torch
 from nbclient import NotebookClient
 
 
-def execute(path: Path) -> float:
-    """Run every cell of one notebook from its own folder and save it; return the seconds taken."""
+def execute(path: Path, save: bool) -> float:
+    """Run every cell of one notebook from its own folder, optionally save it; return the seconds taken."""
     notebook = nbformat.read(path, as_version=4)
     start = time.perf_counter()
     NotebookClient(notebook, timeout=None, kernel_name="python3",
                    resources={"metadata": {"path": str(path.parent)}}).execute()
-    nbformat.write(notebook, path)
-    return time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    if save:
+        nbformat.write(notebook, path)
+    return seconds
+
+
+def main() -> None:
+    """Execute the notebooks named on the command line."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("notebooks", nargs="+", type=Path)
+    parser.add_argument("--timings", type=Path, help="only time the runs and write the seconds to this JSON file")
+    args = parser.parse_args()
+    os.environ.setdefault("D2L_PROGRESS", "0")  # no progress bars in committed outputs
+    seconds = {}
+    for path in args.notebooks:
+        seconds[path.as_posix()] = round(execute(path, save=args.timings is None), 1)
+        print(f"{path}: {seconds[path.as_posix()]:.0f} s", flush=True)
+    if args.timings:
+        machine = f"{os.cpu_count()} CPU cores, {platform.machine()}, torch {torch.__version__}"
+        record = {"scale": os.environ.get("D2L_SCALE", "full"), "machine": machine, "seconds": seconds}
+        args.timings.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("D2L_PROGRESS", "0")  # no progress bars in committed outputs
-    for name in sys.argv[1:]:
-        print(f"{name}: {execute(Path(name)):.0f} s", flush=True)
+    main()
