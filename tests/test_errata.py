@@ -171,8 +171,8 @@ def test_resnet_stage_builder():
 
 
 def test_ragged_one_hot_rows_are_rejected():
-    with pytest.raises(ValueError, match="expected sequence of length 10"):
-        torch.tensor([[0] * 10, [0] * 9])
+    with pytest.raises(ValueError, match="expected sequence of length 9"):
+        torch.tensor([[0] * 9, [0] * 10])
     assert F.one_hot(torch.tensor([3, 1]), 10).shape == (2, 10)
 
 
