@@ -330,7 +330,7 @@ def train_language_model(net: nn.Module, train_iter: Iterable, optimizer: torch.
     seconds, tokens = 0.0, 0
     for epoch in range(1, epochs + 1):
         start = time.perf_counter()
-        ppl, n = _train_lm_epoch(net, train_iter, optimizer, theta, reset_state, device)
+        ppl, n = train_lm_epoch(net, train_iter, optimizer, theta, reset_state, device)
         seconds, tokens = seconds + time.perf_counter() - start, tokens + n
         if not math.isfinite(ppl):
             raise FloatingPointError(
@@ -351,24 +351,26 @@ def train_language_model(net: nn.Module, train_iter: Iterable, optimizer: torch.
     return history
 
 
-def _train_lm_epoch(net, train_iter, optimizer, theta, reset_state, device) -> tuple[float, int]:
-    """Run one epoch; return the perplexity and the number of predicted tokens, reading the device once."""
+def train_lm_epoch(net: nn.Module, train_iter: Iterable, optimizer: torch.optim.Optimizer, theta: float | None,
+                   reset_state: bool, device: torch.device) -> tuple[float, int]:
+    """Train one epoch; return its perplexity and the number of predicted tokens, read once (chapter 18)."""
     net.train()
     loss_sum, n, state = torch.zeros((), device=device), 0, None
     for X, Y in train_iter:
         X, Y = X.to(device, non_blocking=True), Y.to(device, non_blocking=True)
-        if state is None or reset_state:
+        if state is None or reset_state:  # first batch, or random windows: start from a fresh state
             state = net.begin_state(X.shape[0], device)
-        else:
+        else:  # sequential windows: keep the state, but stop gradients at the batch boundary
             state = detach_state(state)
-        logits, state = net(X, state)
-        y = Y.T.reshape(-1)
+        logits, state = net(X, state)  # logits of shape (num_steps * batch_size, vocab_size), time-major
+        y = Y.T.reshape(-1)  # the targets in the same time-major order
         loss = F.cross_entropy(logits, y)
         optimizer.zero_grad()
         loss.backward()
         if theta is not None:
             grad_clipping(net, theta)
         optimizer.step()
-        loss_sum += loss.detach() * y.numel()
+        loss_sum += loss.detach() * y.numel()  # stays on the device: no synchronisation per batch
         n += y.numel()
-    return math.exp(loss_sum.item() / n), n
+    mean_loss = loss_sum.item() / n
+    return (math.exp(mean_loss) if mean_loss < 700 else math.inf), n  # math.exp overflows beyond about 709

@@ -80,7 +80,8 @@ def train_classifier(net: Callable, train_iter: Iterable, test_iter: Iterable, l
     cuda = device.type == "cuda"
     if isinstance(net, nn.Module):
         net.to(device, memory_format=torch.channels_last if channels_last and cuda else torch.preserve_format)
-    live = LivePlot(xlabel="epoch", legend=["train loss", "train acc", "test acc"], xlim=(1, max(epochs, 2))) if plot else None
+    legend = ["train loss", "train acc", "test acc"]
+    live = LivePlot(xlabel="epoch", legend=legend, xlim=(1, max(epochs, 2))) if plot else None
     history = History(device=describe_device(device))
     seconds, examples = 0.0, 0
     for epoch in range(1, epochs + 1):

@@ -1,0 +1,337 @@
+"""Chapters 10-13 (AlexNet, VGG, NiN, GoogLeNet): shapes, parameter counts and the errata checks."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# ---------------------------------------------------------------- independent formulas
+
+
+def out_size(n: int, k: int, s: int = 1, p: int = 0) -> int:
+    """Output height of a convolution or pooling window: floor((n - k + 2p) / s) + 1."""
+    return (n - k + 2 * p) // s + 1
+
+
+def conv_params(c_in: int, c_out: int, k: int) -> int:
+    """Weights and biases of a k x k convolution."""
+    return c_out * (c_in * k * k + 1)
+
+
+def linear_params(n_in: int, n_out: int) -> int:
+    """Weights and biases of a fully connected layer."""
+    return n_out * (n_in + 1)
+
+
+def numel(net: nn.Module) -> int:
+    """Number of parameters PyTorch stores for a module."""
+    return sum(p.numel() for p in net.parameters())
+
+
+# ---------------------------------------------------------------- the four architectures
+
+
+def alexnet(hidden: int = 4096, resize: int = 224) -> nn.Sequential:
+    """D2L's Fashion-MNIST AlexNet; `hidden` is the width of the two hidden fully connected layers."""
+    n = out_size(out_size(out_size(out_size(resize, 11, 4), 3, 2), 3, 2), 3, 2)
+    return nn.Sequential(
+        nn.Conv2d(1, 96, kernel_size=11, stride=4), nn.ReLU(), nn.MaxPool2d(3, stride=2),
+        nn.Conv2d(96, 256, kernel_size=5, padding=2), nn.ReLU(), nn.MaxPool2d(3, stride=2),
+        nn.Conv2d(256, 384, kernel_size=3, padding=1), nn.ReLU(),
+        nn.Conv2d(384, 384, kernel_size=3, padding=1), nn.ReLU(),
+        nn.Conv2d(384, 256, kernel_size=3, padding=1), nn.ReLU(), nn.MaxPool2d(3, stride=2),
+        nn.Flatten(),
+        nn.Linear(256 * n * n, hidden), nn.ReLU(), nn.Dropout(0.5),
+        nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(0.5),
+        nn.Linear(hidden, 10),
+    )
+
+
+def vgg_block(num_convs: int, in_channels: int, out_channels: int) -> nn.Sequential:
+    """VGG block with a ReLU after every convolution."""
+    layers = []
+    for i in range(num_convs):
+        layers += [nn.Conv2d(in_channels if i == 0 else out_channels, out_channels, 3, padding=1), nn.ReLU()]
+    return nn.Sequential(*layers, nn.MaxPool2d(2, stride=2))
+
+
+def buggy_vgg_block(num_convs: int, in_channels: int, out_channels: int) -> nn.Sequential:
+    """The source notes' block: the ReLU is appended only in the else branch."""
+    layers = []
+    for i in range(num_convs):
+        if i == 0:
+            layers.append(nn.Conv2d(in_channels, out_channels, 3, padding=1))
+        else:
+            layers.append(nn.Conv2d(out_channels, out_channels, 3, padding=1))
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers, nn.MaxPool2d(2, stride=2))
+
+
+VGG11 = ((1, 64), (1, 128), (2, 256), (2, 512), (2, 512))
+
+
+def vgg(conv_arch=VGG11, ratio: int = 4, resize: int = 224, block=vgg_block) -> nn.Sequential:
+    """VGG with every block's channels divided by `ratio`."""
+    blocks, c_in = [], 1
+    for num_convs, c_out in conv_arch:
+        blocks.append(block(num_convs, c_in, c_out // ratio))
+        c_in = c_out // ratio
+    n = resize // 2 ** len(conv_arch)
+    return nn.Sequential(*blocks, nn.Flatten(),
+                         nn.Linear(c_in * n * n, 4096), nn.ReLU(), nn.Dropout(0.5),
+                         nn.Linear(4096, 4096), nn.ReLU(), nn.Dropout(0.5), nn.Linear(4096, 10))
+
+
+def nin_block(in_channels: int, out_channels: int, kernel_size: int, stride: int, padding: int) -> nn.Sequential:
+    """One convolution followed by two 1x1 convolutions, each with a ReLU."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding), nn.ReLU(),
+        nn.Conv2d(out_channels, out_channels, 1), nn.ReLU(),
+        nn.Conv2d(out_channels, out_channels, 1), nn.ReLU())
+
+
+def nin() -> nn.Sequential:
+    """NiN for Fashion-MNIST: four NiN blocks, global average pooling, no fully connected layer."""
+    return nn.Sequential(
+        nin_block(1, 96, 11, 4, 0), nn.MaxPool2d(3, stride=2),
+        nin_block(96, 256, 5, 1, 2), nn.MaxPool2d(3, stride=2),
+        nin_block(256, 384, 3, 1, 1), nn.MaxPool2d(3, stride=2), nn.Dropout(0.5),
+        nin_block(384, 10, 3, 1, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+
+
+class Inception(nn.Module):
+    """Four parallel paths concatenated along the channels."""
+
+    def __init__(self, in_c: int, c1: int, c2: tuple, c3: tuple, c4: int):
+        super().__init__()
+        self.p1_1 = nn.Conv2d(in_c, c1, 1)
+        self.p2_1, self.p2_2 = nn.Conv2d(in_c, c2[0], 1), nn.Conv2d(c2[0], c2[1], 3, padding=1)
+        self.p3_1, self.p3_2 = nn.Conv2d(in_c, c3[0], 1), nn.Conv2d(c3[0], c3[1], 5, padding=2)
+        self.p4_1, self.p4_2 = nn.MaxPool2d(3, stride=1, padding=1), nn.Conv2d(in_c, c4, 1)
+
+    def forward(self, x):
+        p1 = F.relu(self.p1_1(x))
+        p2 = F.relu(self.p2_2(F.relu(self.p2_1(x))))
+        p3 = F.relu(self.p3_2(F.relu(self.p3_1(x))))
+        p4 = F.relu(self.p4_2(self.p4_1(x)))
+        return torch.cat((p1, p2, p3, p4), dim=1)
+
+
+INCEPTION = {  # module -> (in_c, c1, c2, c3, c4) of each Inception block
+    "b3": [(192, 64, (96, 128), (16, 32), 32), (256, 128, (128, 192), (32, 96), 64)],
+    "b4": [(480, 192, (96, 208), (16, 48), 64), (512, 160, (112, 224), (24, 64), 64),
+           (512, 128, (128, 256), (24, 64), 64), (512, 112, (144, 288), (32, 64), 64),
+           (528, 256, (160, 320), (32, 128), 128)],
+    "b5": [(832, 256, (160, 320), (32, 128), 128), (832, 384, (192, 384), (48, 128), 128)],
+}
+
+
+def googlenet() -> nn.Sequential:
+    """GoogLeNet for Fashion-MNIST: modules b1..b5 and a linear head."""
+    pool = lambda: nn.MaxPool2d(3, stride=2, padding=1)
+    b1 = nn.Sequential(nn.Conv2d(1, 64, 7, stride=2, padding=3), nn.ReLU(), pool())
+    b2 = nn.Sequential(nn.Conv2d(64, 64, 1), nn.ReLU(), nn.Conv2d(64, 192, 3, padding=1), nn.ReLU(), pool())
+    b3 = nn.Sequential(*[Inception(*cfg) for cfg in INCEPTION["b3"]], pool())
+    b4 = nn.Sequential(*[Inception(*cfg) for cfg in INCEPTION["b4"]], pool())
+    b5 = nn.Sequential(*[Inception(*cfg) for cfg in INCEPTION["b5"]], nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    return nn.Sequential(b1, b2, b3, b4, b5, nn.Linear(1024, 10))
+
+
+def shapes(net: nn.Sequential, size: int) -> list[tuple]:
+    """Output shape after each child of `net` for one 1 x size x size image."""
+    X, out = torch.zeros(1, 1, size, size), []
+    with torch.no_grad():
+        for layer in net:
+            X = layer(X)
+            out.append(tuple(X.shape))
+    return out
+
+
+# ---------------------------------------------------------------- AlexNet (chapter 10)
+
+
+ALEXNET_CONVS = [(1, 96, 11), (96, 256, 5), (256, 384, 3), (384, 384, 3), (384, 256, 3)]
+
+
+def alexnet_params(hidden: int, flat: int = 6400) -> int:
+    """AlexNet's parameter count from the layer definitions."""
+    convs = sum(conv_params(*c) for c in ALEXNET_CONVS)
+    return convs + linear_params(flat, hidden) + linear_params(hidden, hidden) + linear_params(hidden, 10)
+
+
+def test_alexnet_shapes_at_224():
+    got = shapes(alexnet(), 224)
+    convs_and_pools = [got[i] for i in (0, 2, 3, 5, 6, 8, 10, 12, 13)]
+    assert convs_and_pools == [(1, 96, 54, 54), (1, 96, 26, 26), (1, 256, 26, 26), (1, 256, 12, 12),
+                               (1, 384, 12, 12), (1, 384, 12, 12), (1, 256, 12, 12), (1, 256, 5, 5), (1, 6400)]
+    assert got[-1] == (1, 10)
+
+
+def test_alexnet_smallest_resolution():
+    """67 pixels is the smallest input for which the last pooling window still fits."""
+    assert shapes(alexnet(resize=67), 67)[13] == (1, 256)
+    with pytest.raises(RuntimeError):
+        shapes(alexnet(resize=67), 66)
+
+
+def test_alexnet_parameter_count():
+    assert numel(alexnet()) == alexnet_params(4096) == 46_764_746
+
+
+def test_alexnet_4096_not_496():
+    """Errata: the hidden layers have 4096 outputs; with 496 the model would be 6.5 times smaller."""
+    assert numel(alexnet(hidden=496)) == alexnet_params(496) == 7_150_346
+    assert alexnet_params(4096) - alexnet_params(496) == 39_614_400
+    fc = linear_params(6400, 4096) + linear_params(4096, 4096) + linear_params(4096, 10)
+    assert fc / alexnet_params(4096) > 0.9  # the fully connected layers hold over 90% of the parameters
+
+
+# ---------------------------------------------------------------- VGG (chapter 11)
+
+
+def count_relus(net: nn.Module) -> int:
+    """Number of ReLU modules inside `net`."""
+    return sum(isinstance(m, nn.ReLU) for m in net.modules())
+
+
+@pytest.mark.parametrize("num_convs", [1, 2, 3])
+def test_vgg_block_relu_count(num_convs):
+    assert count_relus(vgg_block(num_convs, 3, 8)) == num_convs
+    assert count_relus(buggy_vgg_block(num_convs, 3, 8)) == num_convs - 1
+
+
+def test_vgg11_relu_count_correct_vs_buggy():
+    convs = lambda net: sum(isinstance(m, nn.Conv2d) for m in net.modules())
+    good, bad = vgg(ratio=16, resize=32), vgg(ratio=16, resize=32, block=buggy_vgg_block)
+    assert convs(good) == convs(bad) == 8
+    assert count_relus(good[:5]) == 8 and count_relus(bad[:5]) == 3
+
+
+def test_buggy_block_collapses_to_one_5x5_convolution():
+    """Without a ReLU in between, two 3x3 convolutions equal one 5x5 convolution away from the border."""
+    torch.manual_seed(0)
+    block = buggy_vgg_block(2, 3, 4)
+    conv1, conv2 = block[0], block[1]
+    W1, b1, W2, b2 = conv1.weight, conv1.bias, conv2.weight, conv2.bias
+    K = torch.zeros(4, 3, 5, 5)
+    for a in range(3):
+        for b in range(3):
+            K[:, :, a:a + 3, b:b + 3] += torch.einsum("om,mihw->oihw", W2[:, :, a, b], W1)
+    bias = b2 + W2.sum(dim=(2, 3)) @ b1
+    X = torch.randn(2, 3, 12, 12)
+    with torch.no_grad():
+        two = conv2(conv1(X))
+        one = F.conv2d(X, K, bias, padding=2)
+        assert torch.allclose(two[..., 2:-2, 2:-2], one[..., 2:-2, 2:-2], atol=1e-5)
+        relu_between = conv2(F.relu(conv1(X)))
+        assert (relu_between[..., 2:-2, 2:-2] - one[..., 2:-2, 2:-2]).abs().max() > 0.1
+
+
+@pytest.mark.parametrize(("ratio", "resize"), [(4, 224), (16, 32)])
+def test_vgg11_shapes(ratio, resize):
+    got = shapes(vgg(ratio=ratio, resize=resize), resize)
+    for i, (_, c) in enumerate(VGG11):
+        assert got[i] == (1, c // ratio, resize // 2 ** (i + 1), resize // 2 ** (i + 1))
+    assert got[5] == (1, 512 // ratio * (resize // 32) ** 2)
+    assert got[-1] == (1, 10)
+
+
+def test_vgg11_parameter_count():
+    ratio, c_in, expected = 4, 1, 0
+    for num_convs, c in VGG11:
+        for i in range(num_convs):
+            expected += conv_params(c_in if i == 0 else c // ratio, c // ratio, 3)
+        c_in = c // ratio
+    expected += linear_params(c_in * 7 * 7, 4096) + linear_params(4096, 4096) + linear_params(4096, 10)
+    assert numel(vgg(ratio=4)) == expected == 43_093_322
+
+
+# ---------------------------------------------------------------- NiN (chapter 12)
+
+
+def test_nin_shapes():
+    got = shapes(nin(), 224)
+    assert [got[i] for i in (0, 1, 2, 3, 4, 5, 7, 8)] == [
+        (1, 96, 54, 54), (1, 96, 26, 26), (1, 256, 26, 26), (1, 256, 12, 12),
+        (1, 384, 12, 12), (1, 384, 5, 5), (1, 10, 5, 5), (1, 10, 1, 1)]
+    assert got[-1] == (1, 10)
+    assert shapes(nin(), 67)[7] == (1, 10, 1, 1)
+    with pytest.raises(RuntimeError):
+        shapes(nin(), 66)
+
+
+def test_nin_parameter_count_and_alexnet_ratio():
+    blocks = [(1, 96, 11), (96, 256, 5), (256, 384, 3), (384, 10, 3)]
+    expected = sum(conv_params(c_in, c_out, k) + 2 * conv_params(c_out, c_out, 1) for c_in, c_out, k in blocks)
+    assert numel(nin()) == expected == 1_992_166
+    assert alexnet_params(4096) / expected > 23  # NiN has about 23 times fewer parameters
+
+
+def test_one_by_one_conv_is_per_pixel_linear_and_gap_is_mean():
+    torch.manual_seed(0)
+    conv, X = nn.Conv2d(6, 4, 1), torch.randn(2, 6, 5, 7)
+    linear = nn.Linear(6, 4)
+    with torch.no_grad():
+        linear.weight.copy_(conv.weight[:, :, 0, 0])
+        linear.bias.copy_(conv.bias)
+        per_pixel = linear(X.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        assert torch.allclose(conv(X), per_pixel, atol=1e-6)
+        assert torch.allclose(nn.AdaptiveAvgPool2d(1)(X).flatten(1), X.mean(dim=(2, 3)), atol=1e-6)
+
+
+# ---------------------------------------------------------------- GoogLeNet (chapter 13)
+
+
+def inception_out(c1, c2, c3, c4) -> int:
+    """Output channels of an Inception block: the four paths' channels added up."""
+    return c1 + c2[1] + c3[1] + c4
+
+
+def test_inception_channel_arithmetic():
+    blocks = [cfg for module in ("b3", "b4", "b5") for cfg in INCEPTION[module]]
+    outs = [inception_out(*cfg[1:]) for cfg in blocks]
+    assert outs == [256, 480, 512, 512, 512, 528, 832, 832, 1024]
+    assert [cfg[0] for cfg in blocks[1:]] == outs[:-1]  # each block consumes what the previous one produced
+    torch.manual_seed(0)
+    block = Inception(*INCEPTION["b3"][0])
+    assert block(torch.randn(2, 192, 6, 6)).shape == (2, 256, 6, 6)
+
+
+def test_inception_matches_torchvision_channels():
+    """torchvision's GoogLeNet uses the same channel numbers for each of its nine Inception blocks."""
+    torchvision = pytest.importorskip("torchvision")
+    ref = torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=False)
+    names = ["inception3a", "inception3b", "inception4a", "inception4b", "inception4c", "inception4d",
+             "inception4e", "inception5a", "inception5b"]
+    blocks = [cfg for module in ("b3", "b4", "b5") for cfg in INCEPTION[module]]
+    for name, (in_c, c1, c2, c3, c4) in zip(names, blocks, strict=True):
+        m = getattr(ref, name)
+        assert m.branch1.conv.in_channels == in_c
+        assert (m.branch1.conv.out_channels, m.branch2[1].conv.out_channels,
+                m.branch3[1].conv.out_channels, m.branch4[1].conv.out_channels) == (c1, c2[1], c3[1], c4)
+
+
+def test_googlenet_blocks_per_module():
+    """Errata: the fourth module chains five Inception blocks; the fifth module chains two."""
+    net = googlenet()
+    counts = [sum(isinstance(m, Inception) for m in module) for module in net[:5]]
+    assert counts == [0, 0, 2, 5, 2]
+
+
+@pytest.mark.parametrize(("size", "spatial"), [(96, [24, 12, 6, 3]), (32, [8, 4, 2, 1])])
+def test_googlenet_shapes(size, spatial):
+    got = shapes(googlenet(), size)
+    assert [s[1] for s in got[:4]] == [64, 192, 480, 832]
+    assert [s[2] for s in got[:4]] == spatial
+    assert got[4] == (1, 1024) and got[5] == (1, 10)
+
+
+def test_googlenet_parameter_count():
+    def inception_params(in_c, c1, c2, c3, c4):
+        return (conv_params(in_c, c1, 1) + conv_params(in_c, c2[0], 1) + conv_params(c2[0], c2[1], 3)
+                + conv_params(in_c, c3[0], 1) + conv_params(c3[0], c3[1], 5) + conv_params(in_c, c4, 1))
+
+    expected = conv_params(1, 64, 7) + conv_params(64, 64, 1) + conv_params(64, 192, 3)
+    expected += sum(inception_params(*cfg) for module in INCEPTION.values() for cfg in module)
+    expected += linear_params(1024, 10)
+    assert numel(googlenet()) == expected == 5_977_530
