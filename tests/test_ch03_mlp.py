@@ -7,15 +7,6 @@ import torch.nn.functional as F
 from torch import nn
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The tensors here are tiny: one thread avoids the overhead of parallel regions on a busy machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def collapse(layers):
     """Fold a stack of nn.Linear layers (no activations in between) into one equivalent nn.Linear."""
     A, c = layers[0].weight, layers[0].bias

@@ -6,16 +6,6 @@ import math
 import pytest
 import torch
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The tensors here are tiny: one thread avoids the overhead of parallel regions on a busy machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 TRUE_W = torch.tensor([5.0, 1.2, -3.4, 5.6], dtype=torch.float64)
 
 

@@ -9,15 +9,6 @@ from torch.distributions import Normal
 import d2l_support as d2l
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The tensors here are tiny: one thread avoids the overhead of parallel regions on a busy machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def l2_penalty(w):
     return (w**2).sum() / 2
 
