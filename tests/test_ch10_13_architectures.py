@@ -90,13 +90,22 @@ def nin_block(in_channels: int, out_channels: int, kernel_size: int, stride: int
         nn.Conv2d(out_channels, out_channels, 1), nn.ReLU())
 
 
+def nin_trunk() -> list[nn.Module]:
+    """The first three NiN blocks with their pooling layers, and the dropout before the fourth block."""
+    return [nin_block(1, 96, 11, 4, 0), nn.MaxPool2d(3, stride=2),
+            nin_block(96, 256, 5, 1, 2), nn.MaxPool2d(3, stride=2),
+            nin_block(256, 384, 3, 1, 1), nn.MaxPool2d(3, stride=2), nn.Dropout(0.5)]
+
+
 def nin() -> nn.Sequential:
-    """NiN for Fashion-MNIST: four NiN blocks, global average pooling, no fully connected layer."""
-    return nn.Sequential(
-        nin_block(1, 96, 11, 4, 0), nn.MaxPool2d(3, stride=2),
-        nin_block(96, 256, 5, 1, 2), nn.MaxPool2d(3, stride=2),
-        nin_block(256, 384, 3, 1, 1), nn.MaxPool2d(3, stride=2), nn.Dropout(0.5),
-        nin_block(384, 10, 3, 1, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    """The chapter's NiN: a 384-channel fourth block, then a 1x1 score layer without ReLU and global average pooling."""
+    return nn.Sequential(*nin_trunk(), nin_block(384, 384, 3, 1, 1), nn.Conv2d(384, 10, 1),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten())
+
+
+def d2l_nin() -> nn.Sequential:
+    """D2L's NiN: the fourth block is narrowed to the 10 classes and ends with a ReLU."""
+    return nn.Sequential(*nin_trunk(), nin_block(384, 10, 3, 1, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten())
 
 
 class Inception(nn.Module):
@@ -251,20 +260,66 @@ def test_vgg11_parameter_count():
 
 def test_nin_shapes():
     got = shapes(nin(), 224)
-    assert [got[i] for i in (0, 1, 2, 3, 4, 5, 7, 8)] == [
+    assert [got[i] for i in (0, 1, 2, 3, 4, 5, 7, 8, 9)] == [
         (1, 96, 54, 54), (1, 96, 26, 26), (1, 256, 26, 26), (1, 256, 12, 12),
-        (1, 384, 12, 12), (1, 384, 5, 5), (1, 10, 5, 5), (1, 10, 1, 1)]
+        (1, 384, 12, 12), (1, 384, 5, 5), (1, 384, 5, 5), (1, 10, 5, 5), (1, 10, 1, 1)]
     assert got[-1] == (1, 10)
-    assert shapes(nin(), 67)[7] == (1, 10, 1, 1)
+    assert shapes(nin(), 67)[8] == (1, 10, 1, 1)
+    assert shapes(d2l_nin(), 224)[7] == (1, 10, 5, 5)
     with pytest.raises(RuntimeError):
         shapes(nin(), 66)
 
 
+NIN_TRUNK = [(1, 96, 11), (96, 256, 5), (256, 384, 3)]
+
+
+def nin_block_params(c_in: int, c_out: int, k: int) -> int:
+    """A k x k convolution and two 1x1 convolutions."""
+    return conv_params(c_in, c_out, k) + 2 * conv_params(c_out, c_out, 1)
+
+
 def test_nin_parameter_count_and_alexnet_ratio():
-    blocks = [(1, 96, 11), (96, 256, 5), (256, 384, 3), (384, 10, 3)]
-    expected = sum(conv_params(c_in, c_out, k) + 2 * conv_params(c_out, c_out, 1) for c_in, c_out, k in blocks)
-    assert numel(nin()) == expected == 1_992_166
-    assert alexnet_params(4096) / expected > 23  # NiN has about 23 times fewer parameters
+    trunk = sum(nin_block_params(*b) for b in NIN_TRUNK)
+    expected = trunk + nin_block_params(384, 384, 3) + conv_params(384, 10, 1)
+    assert numel(nin()) == expected == 3_584_394
+    assert numel(d2l_nin()) == trunk + nin_block_params(384, 10, 3) == 1_992_166
+    assert alexnet_params(4096) / expected > 13  # NiN has about 13 times fewer parameters than AlexNet
+
+
+def test_nin_runs_at_any_size_with_the_same_parameters():
+    net = nin().eval()
+    with torch.no_grad():
+        for size in (67, 100, 131):
+            assert net(torch.zeros(1, 1, size, size)).shape == (1, 10)
+    assert numel(net) == 3_584_394
+    assert alexnet_params(4096, flat=256 * 1 * 1) != alexnet_params(4096)  # AlexNet's count depends on the size
+
+
+def test_d2l_nin_has_dead_classes_and_the_chapter_nin_has_none():
+    """With a ReLU on the class scores, some classes score exactly 0 on every input of a fresh network."""
+    X = torch.rand(8, 1, 67, 67, generator=torch.Generator().manual_seed(0))
+
+    def dead_classes(make, seed):
+        torch.manual_seed(seed)
+        net = make().eval()
+        for m in net.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+        with torch.no_grad():
+            return int((net(X) == 0).all(dim=0).sum())
+
+    assert sum(dead_classes(d2l_nin, seed) for seed in range(3)) > 0
+    assert sum(dead_classes(nin, seed) for seed in range(2)) == 0
+
+
+def test_score_layer_then_gap_equals_gap_then_linear():
+    torch.manual_seed(0)
+    conv, Z = nn.Conv2d(8, 3, 1), torch.rand(2, 8, 5, 5)
+    with torch.no_grad():
+        left = F.adaptive_avg_pool2d(conv(Z), 1).flatten(1)
+        right = Z.mean(dim=(2, 3)) @ conv.weight[:, :, 0, 0].T + conv.bias
+    assert torch.allclose(left, right, atol=1e-6)
 
 
 def test_one_by_one_conv_is_per_pixel_linear_and_gap_is_mean():
