@@ -9,7 +9,7 @@ from d2l_support.data import (
     synthetic_data,
     text_labels,
 )
-from d2l_support.device import get_device, seed_everything
+from d2l_support.device import get_device, keep_freed_memory, seed_everything
 from d2l_support.plot import LivePlot, plot, show_images
 from d2l_support.provenance import report_provenance, start_clock
 from d2l_support.scale import current_scale, scale, warn_if_slow_on_cpu
@@ -19,7 +19,7 @@ from d2l_support.widgets import frames_player, live_explorer
 __all__ = [
     "ChecksumError", "DataNotFoundError", "History", "LivePlot", "TensorLoader",
     "assert_quality", "current_scale", "evaluate_accuracy", "frames_player", "get_device",
-    "live_explorer", "load_fashion_mnist", "plot", "read_time_machine", "report_provenance",
+    "keep_freed_memory", "live_explorer", "load_fashion_mnist", "plot", "read_time_machine", "report_provenance",
     "scale", "seed_everything", "show_images", "start_clock", "synthetic_data", "text_labels",
     "train_classifier", "warn_if_slow_on_cpu",
 ]
