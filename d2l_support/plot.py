@@ -36,13 +36,18 @@ class LivePlot:
         self.ys: list[list[float]] = [[] for _ in self.legend]
         self.handle = None
 
-    def add(self, x: float, ys: Sequence[float]) -> None:
-        """Append one point to each curve and redraw."""
+    def add(self, x: float, ys: Sequence[float], draw: bool = True) -> None:
+        """Append one point to each curve and, unless `draw` is False, redraw."""
         if len(ys) != len(self.legend):
             raise ValueError(f"expected {len(self.legend)} values ({self.legend}), got {len(ys)}")
         self.xs.append(x)
         for curve, y in zip(self.ys, ys):
             curve.append(y)
+        if draw:
+            self._draw()
+
+    def _draw(self) -> None:
+        """Redraw every curve and show the figure."""
         self.ax.cla()
         for curve, fmt in zip(self.ys, ["-", "m--", "g-.", "r:"]):
             self.ax.plot(self.xs, curve, fmt)

@@ -338,14 +338,12 @@ def train_language_model(net: nn.Module, train_iter: Iterable, optimizer: torch.
                 f"(now {optimizer.param_groups[0]['lr']}) or clip the gradients (theta={theta})"
             )
         history.perplexity.append(ppl)
-        if epoch % every == 0 or epoch == epochs:
+        report = epoch % every == 0 or epoch == epochs
+        if report:
             sample = f", {predict(prefix, 40, net, vocab, device)!r}" if vocab is not None else ""
             print(f"epoch {epoch}/{epochs}: perplexity {ppl:.2f}{sample}")
-            if live:
-                done = len(live.xs)
-                live.xs.extend(range(done + 1, epoch))
-                live.ys[0].extend(history.perplexity[done:epoch - 1])
-                live.add(epoch, [ppl])
+        if live:
+            live.add(epoch, [ppl], draw=report)
     history.tokens_per_sec = tokens / seconds
     print(f"perplexity {history.perplexity[-1]:.2f}, {history.tokens_per_sec:,.0f} tokens/s on {device}")
     return history

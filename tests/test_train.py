@@ -211,6 +211,10 @@ def test_live_plot_and_figures():
     live.add(1, [0.5, 0.2])
     live.add(2, [0.4, 0.3])
     assert [line.get_ydata().tolist() for line in live.ax.lines] == [[0.5, 0.4], [0.2, 0.3]]
+    live.add(3, [0.3, 0.4], draw=False)
+    assert len(live.ax.lines[0].get_ydata()) == 2
+    live.add(4, [0.2, 0.5])
+    assert live.ax.lines[0].get_xdata().tolist() == [1, 2, 3, 4]
     with pytest.raises(ValueError, match="expected 2 values"):
         live.add(3, [0.1])
     ax = d2l.plot(torch.arange(3), torch.arange(3) ** 2, torch.arange(3), legend=["square", "identity"])
