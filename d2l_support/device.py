@@ -17,7 +17,7 @@ def get_device() -> torch.device:
 
 
 def keep_freed_memory() -> bool:
-    """Make glibc reuse freed memory instead of returning it to the OS; return whether it applied (chapter 02)."""
+    """Make glibc reuse freed memory instead of returning it to the OS; return whether it applied (benchmarks/)."""
     # By default every large tensor of a CPU training step is a fresh mapping whose pages fault in again:
     # hundreds of thousands of page faults per epoch, a fifth of LeNet's training time.
     name = ctypes.util.find_library("c")
