@@ -169,6 +169,24 @@ def test_resize_matches_interpolate_on_the_whole_batch():
     assert torch.allclose(resized, expected)
 
 
+@pytest.mark.parametrize("size", [None, 96, 224])
+def test_images_match_the_torchvision_pipeline(size):
+    """The tensor pipeline gives the images of torchvision's PIL Resize + ToTensor, up to PIL's rounding to bytes."""
+    from torchvision import datasets, transforms
+
+    steps = [transforms.Resize(size)] if size else []
+    reference = datasets.FashionMNIST(root=data.fashion_mnist_root(), train=False,
+                                      transform=transforms.Compose([*steps, transforms.ToTensor()]))
+    X, y = next(iter(data.load_fashion_mnist(32, resize=size)[1]))
+    expected = torch.stack([reference[i][0] for i in range(32)])
+    assert y.tolist() == [reference[i][1] for i in range(32)]
+    assert X.shape == expected.shape
+    difference = (X - expected).abs()
+    assert difference.max() <= 1.001 / 255 and difference.mean() < 0.25 / 255
+    if size is None:
+        assert torch.equal(X, expected)
+
+
 def test_synthetic_data():
     w = torch.tensor([2.0, -3.4])
     X, y = data.synthetic_data(w, 4.2, 1000, noise=0.0, generator=torch.Generator().manual_seed(0))
