@@ -2,6 +2,7 @@
 
 import datetime
 import platform
+import sys
 import time
 
 import torch
@@ -23,6 +24,7 @@ def report_provenance(started: float, device: torch.device | str, **metrics: flo
         "torch": torch.__version__,
         "python": platform.python_version(),
         "wall time": f"{time.perf_counter() - started:.0f} s",
+        "peak memory": peak_memory(device),
         "date": datetime.date.today().isoformat(),
     }
     record.update({name.replace("_", " "): _format(value) for name, value in metrics.items()})
@@ -30,6 +32,25 @@ def report_provenance(started: float, device: torch.device | str, **metrics: flo
     for key, value in record.items():
         print(f"  {key:<12}  {value}")
     return record
+
+
+def peak_memory(device: torch.device | str) -> str:
+    """Describe the most memory this process has held: resident RAM, and tensors on a CUDA device (chapter 00)."""
+    device = torch.device(device)
+    parts = [] if (ram := peak_resident_bytes()) is None else [f"{ram / 2**30:.2f} GiB RAM"]
+    if device.type == "cuda":
+        parts.append(f"{torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB GPU")
+    return ", ".join(parts) or "unknown"
+
+
+def peak_resident_bytes() -> int | None:
+    """Return this process's peak resident memory in bytes, or None where the OS does not report it (Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # macOS reports bytes, Linux kibibytes
 
 
 def _format(value: float) -> str:

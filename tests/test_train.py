@@ -2,6 +2,7 @@
 
 import copy
 import resource
+import subprocess
 import sys
 
 import matplotlib
@@ -204,6 +205,21 @@ def test_provenance(monkeypatch, capsys):
     assert record["scale"] == "quick" and record["device"] == "cpu" and record["test acc"] == "0.831"
     out = capsys.readouterr().out
     assert out.startswith("Provenance\n") and "  torch         " in out and "  epochs        3" in out
+    assert record["peak memory"].endswith(" GiB RAM")
+
+
+def test_peak_memory_sees_a_large_tensor():
+    script = (
+        "import torch\n"
+        "from d2l_support.provenance import peak_memory, peak_resident_bytes\n"
+        "before = peak_resident_bytes()\n"
+        "block = torch.ones((before + 2**28) // 4)\n"  # larger than the peak so far, by 256 MiB
+        "print(before, peak_resident_bytes(), peak_memory('cpu'))\n"
+    )
+    before, after, reported, unit, ram = subprocess.run([sys.executable, "-c", script], capture_output=True,
+                                                        text=True, check=True).stdout.split()
+    assert int(after) >= int(before) + 2**28 and (unit, ram) == ("GiB", "RAM")
+    assert abs(float(reported) - int(after) / 2**30) < 0.01
 
 
 def test_live_plot_and_figures():

@@ -9,7 +9,7 @@ import nbformat
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 QUICK_TIMINGS = ROOT / "book" / "quick_timings.json"
-RUN_KEYS = ("scale", "device", "torch", "python", "wall time", "date")
+RUN_KEYS = ("scale", "device", "torch", "python", "wall time", "peak memory", "date")
 # A key term on first use: **English term** (中文), the Chinese in ASCII or full-width parentheses.
 TERM = re.compile(r"\*\*([^*\n]+?)\*\*\s*[(（]([^()（）\n]*[\u4e00-\u9fff][^()（）\n]*)[)）]")
 
@@ -37,12 +37,13 @@ def provenance(notebook) -> dict[str, str]:
 
 def status_page(notebooks: dict[Path, object]) -> str:
     """Render the execution statistics of every notebook as a Markdown table."""
-    rows = ["| chapter | scale | device | torch | wall time | headline metrics | date |", "|" + "---|" * 7]
+    header = ("chapter", "scale", "device", "torch", "wall time", "peak memory", "headline metrics", "date")
+    rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for path, notebook in notebooks.items():
         run = provenance(notebook)
         metrics = ", ".join(f"{k} {v}" for k, v in run.items() if k not in RUN_KEYS) or "—"
         link = f"[{title(notebook)}](../notebooks/{path.name})"
-        cells = [run.get(key, "—") for key in ("scale", "device", "torch", "wall time")]
+        cells = [run.get(key, "—") for key in ("scale", "device", "torch", "wall time", "peak memory")]
         rows.append(f"| {link} | {' | '.join(cells)} | {metrics} | {run.get('date', '—')} |")
     return (
         "# Status\n\n"
@@ -54,12 +55,13 @@ def status_page(notebooks: dict[Path, object]) -> str:
 
 
 def quick_cost_section() -> str:
-    """Render the measured quick-scale time of every notebook and their total, if `make time-quick` has run."""
+    """Render the measured quick-scale time and peak memory of every notebook, if `make time-quick` has run."""
     if not QUICK_TIMINGS.is_file():
         return ""
     timings = json.loads(QUICK_TIMINGS.read_text(encoding="utf-8"))
-    rows = ["| notebook | seconds |", "|---|---|"]
-    rows += [f"| `{name}` | {seconds:.0f} |" for name, seconds in timings["seconds"].items()]
+    peaks = timings["peak memory"]
+    rows = ["| notebook | seconds | peak memory |", "|---|---|---|"]
+    rows += [f"| `{name}` | {seconds:.0f} | {peaks.get(name, '—')} |" for name, seconds in timings["seconds"].items()]
     total = sum(timings["seconds"].values())
     return (
         "\n## The whole course at quick scale\n\n"
