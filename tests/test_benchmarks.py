@@ -1,0 +1,43 @@
+"""The benchmarks train the chapters' models and count their FLOPs correctly (benchmarks/)."""
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import models  # noqa: E402
+import run  # noqa: E402
+
+
+def num_params(net: torch.nn.Module) -> int:
+    """Number of parameters PyTorch stores for a module."""
+    return sum(p.numel() for p in net.parameters())
+
+
+@pytest.mark.parametrize("model, chapter_count", [
+    (models.softmax_regression, 7_850),  # chapter 02: 784 * 10 + 10
+    (models.mlp, 203_530),  # chapter 03: 784 * 256 + 256 + 256 * 10 + 10
+    (models.lenet, 61_706),  # chapter 09
+    (models.alexnet, 46_764_746),  # chapter 10
+    (models.resnet18, 11_178_378),  # chapter 15
+])
+def test_benchmark_models_have_the_chapters_parameter_counts(model, chapter_count):
+    assert num_params(model()) == chapter_count
+
+
+def test_benchmark_models_accept_their_image_size():
+    for case in run.TRAINING_CASES:
+        if case.resize <= 96:
+            assert case.model()(torch.zeros(2, 1, case.resize, case.resize)).shape == (2, 10), case.name
+
+
+def test_training_flops_of_the_mlp_by_hand():
+    case = next(c for c in run.TRAINING_CASES if c.name == "mlp")
+    batch, layers = case.batch_size, [(784, 256), (256, 10)]
+    forward = sum(2 * batch * n_in * n_out for n_in, n_out in layers)
+    # Backward: a weight gradient for both layers, an input gradient only for the second (the images need none).
+    backward = forward + 2 * batch * 256 * 10
+    expected = (60_000 * (forward + backward) + 10_000 * forward) / batch
+    assert run.training_flops(case.model(), case, torch.device("cpu")) == pytest.approx(expected)
