@@ -17,15 +17,12 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import matplotlib
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-os.environ.setdefault("MPLBACKEND", "Agg")
-os.environ.setdefault("D2L_PROGRESS", "0")
-# d2l.FashionMNIST keeps its default of 4 loader processes, which torch warns about on a 2-core machine.
-warnings.filterwarnings("ignore", message="This DataLoader will create")
 
 import models  # noqa: E402
 
@@ -199,6 +196,10 @@ def main() -> None:
     parser.add_argument("--cases", nargs="*", choices=names, default=names)
     parser.add_argument("--repeats", type=int, default=3, help="interleaved runs per case; medians are printed")
     args = parser.parse_args()
+    matplotlib.use("Agg")  # the reference draws a figure per epoch; nothing is shown
+    os.environ.setdefault("D2L_PROGRESS", "0")
+    # d2l.FashionMNIST keeps its default of 4 loader processes, which torch warns about on a 2-core machine.
+    warnings.filterwarnings("ignore", message="This DataLoader will create")
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, devices: "
           f"{', '.join(ours.device.describe_device(d) for d in devices)}; median of {args.repeats} interleaved runs")

@@ -1,12 +1,15 @@
 """The benchmarks train the chapters' models and count their FLOPs correctly (benchmarks/)."""
 
+import os
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
 import models  # noqa: E402
 import run  # noqa: E402
 
@@ -41,3 +44,13 @@ def test_training_flops_of_the_mlp_by_hand():
     backward = forward + 2 * batch * 256 * 10
     expected = (60_000 * (forward + backward) + 10_000 * forward) / batch
     assert run.training_flops(case.model(), case, torch.device("cpu")) == pytest.approx(expected)
+
+
+def test_importing_the_benchmarks_leaves_the_environment_alone():
+    # The notebook kernels that pytest starts after these tests inherit the environment (MPLBACKEND, for one).
+    script = "import os, sys; sys.path.insert(0, 'benchmarks'); import d2l_support, models; " \
+             "before = dict(os.environ); import run; print(dict(os.environ) == before)"
+    bare = {name: os.environ[name] for name in ("PATH", "HOME") if name in os.environ}
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=bare, capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.strip() == "True"
