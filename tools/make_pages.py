@@ -37,13 +37,14 @@ def provenance(notebook) -> dict[str, str]:
 
 def status_page(notebooks: dict[Path, object]) -> str:
     """Render the execution statistics of every notebook as a Markdown table."""
-    header = ("chapter", "scale", "device", "torch", "wall time", "peak memory", "headline metrics", "date")
+    columns = ("scale", "device", "torch", "wall time", "peak memory")
+    header = ("chapter", *columns, "headline metrics", "date")
     rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for path, notebook in notebooks.items():
         run = provenance(notebook)
         metrics = ", ".join(f"{k} {v}" for k, v in run.items() if k not in RUN_KEYS) or "—"
         link = f"[{title(notebook)}](../notebooks/{path.name})"
-        cells = [run.get(key, "—") for key in ("scale", "device", "torch", "wall time", "peak memory")]
+        cells = [run.get(key, "—") for key in columns]
         rows.append(f"| {link} | {' | '.join(cells)} | {metrics} | {run.get('date', '—')} |")
     return (
         "# Status\n\n"
