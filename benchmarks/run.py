@@ -9,6 +9,7 @@ import argparse
 import contextlib
 import copy
 import io
+import itertools
 import os
 import statistics
 import sys
@@ -111,6 +112,30 @@ def time_our_training(net: nn.Module, case: Case, device: torch.device) -> float
     return time.perf_counter() - start
 
 
+def time_steps_alone(net: nn.Module, case: Case, device: torch.device, ready: int = 16) -> float:
+    """An epoch's training steps and test forward passes on `ready` batches made beforehand: a floor for any loop."""
+    train_iter, test_iter = ours.load_fashion_mnist(case.batch_size, resize=case.resize, device=device)
+    train_batches = [(X.contiguous(memory_format=torch.channels_last), y)
+                     for X, y in itertools.islice(train_iter, ready)]
+    test_batch = next(iter(test_iter))[0].contiguous(memory_format=torch.channels_last)
+    net.to(device, memory_format=torch.channels_last)
+    optimizer, loss_fn = case.optimizer(net.parameters(), lr=case.lr), nn.CrossEntropyLoss()
+    start = time.perf_counter()
+    for step in range(len(train_iter)):
+        X, y = train_batches[step % ready]
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            loss = loss_fn(net(X), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    net.eval()
+    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        for _ in range(len(test_iter)):
+            net(test_batch)
+    synchronize(device)
+    return time.perf_counter() - start
+
+
 def test_accuracy(net: nn.Module, case: Case, device: torch.device) -> float:
     """Accuracy on the full test set, measured the same way for both runs."""
     _, test_iter = ours.load_fashion_mnist(case.batch_size, resize=case.resize, device=device)
@@ -129,17 +154,17 @@ def training_flops(net: nn.Module, case: Case, device: torch.device) -> float:
     return (60_000 * per_batch_train + 10_000 * per_batch_eval) / case.batch_size
 
 
-def median_times(time_reference, time_ours, repeats: int) -> tuple[float, float]:
-    """Median seconds of each implementation over interleaved runs, so that both see the same machine state."""
-    runs = [(time_reference(), time_ours()) for _ in range(repeats)]
-    return statistics.median(r for r, _ in runs), statistics.median(o for _, o in runs)
+def median_times(*timers, repeats: int) -> list[float]:
+    """Median seconds of each timer over interleaved runs, so that all see the same machine state."""
+    runs = [[timer() for timer in timers] for _ in range(repeats)]
+    return [statistics.median(column) for column in zip(*runs)]
 
 
 def run_training_case(case: Case, device: torch.device, repeats: int) -> bool:
     """Train one model both ways from the same initial weights; print one line; return whether accuracies agree."""
     torch.manual_seed(0)
     initial = case.model()
-    ref_net, our_net = copy.deepcopy(initial), copy.deepcopy(initial)
+    ref_net, our_net, bare_net = copy.deepcopy(initial), copy.deepcopy(initial), copy.deepcopy(initial)
 
     def time_reference():
         ref_net.load_state_dict(initial.state_dict())
@@ -149,11 +174,16 @@ def run_training_case(case: Case, device: torch.device, repeats: int) -> bool:
         our_net.load_state_dict(initial.state_dict())
         return time_our_training(our_net, case, device)
 
-    ref_seconds, our_seconds = median_times(time_reference, time_ours, repeats)
+    def time_bare():
+        bare_net.load_state_dict(initial.state_dict())
+        return time_steps_alone(bare_net, case, device)
+
+    ref_seconds, our_seconds, bare_seconds = median_times(time_reference, time_ours, time_bare, repeats=repeats)
     ref_acc, our_acc = test_accuracy(ref_net, case, device), test_accuracy(our_net, case, device)
     agree = abs(ref_acc - our_acc) <= 0.05
     line = (f"{case.name:<12} {device.type:<4} reference {ref_seconds:7.2f} s  d2l_support {our_seconds:7.2f} s  "
-            f"ratio {ref_seconds / our_seconds:5.1f}x  test acc {ref_acc:.3f} vs {our_acc:.3f}"
+            f"ratio {ref_seconds / our_seconds:5.1f}x  test acc {ref_acc:.3f} vs {our_acc:.3f}  "
+            f"| steps alone {bare_seconds:.2f} s, so at most {ref_seconds / bare_seconds:.1f}x"
             f"{'' if agree else '  (ACCURACIES DIFFER)'}")
     if device.type == "cuda":
         tflops = training_flops(initial, case, device) / our_seconds / 1e12
@@ -183,7 +213,7 @@ def run_data_case(name: str, size: int, device: torch.device, repeats: int) -> N
         synchronize(device)
         return time.perf_counter() - start
 
-    ref_seconds, our_seconds = median_times(time_reference, time_ours, repeats)
+    ref_seconds, our_seconds = median_times(time_reference, time_ours, repeats=repeats)
     print(f"{name:<12} {device.type:<4} reference {ref_seconds:7.2f} s  d2l_support {our_seconds:7.2f} s  "
           f"ratio {ref_seconds / our_seconds:5.1f}x  (one epoch of 60,000 images at {size}x{size}, loading included)",
           flush=True)
