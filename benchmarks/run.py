@@ -161,10 +161,10 @@ def median_times(*timers, repeats: int) -> list[float]:
 
 
 def run_training_case(case: Case, device: torch.device, repeats: int) -> bool:
-    """Train one model both ways from the same initial weights; print one line; return whether accuracies agree."""
+    """Time the reference, ours and the floor from the same weights; print a line; return whether accuracies agree."""
     torch.manual_seed(0)
     initial = case.model()
-    ref_net, our_net, bare_net = copy.deepcopy(initial), copy.deepcopy(initial), copy.deepcopy(initial)
+    ref_net, our_net, floor_net = copy.deepcopy(initial), copy.deepcopy(initial), copy.deepcopy(initial)
 
     def time_reference():
         ref_net.load_state_dict(initial.state_dict())
@@ -174,16 +174,16 @@ def run_training_case(case: Case, device: torch.device, repeats: int) -> bool:
         our_net.load_state_dict(initial.state_dict())
         return time_our_training(our_net, case, device)
 
-    def time_bare():
-        bare_net.load_state_dict(initial.state_dict())
-        return time_steps_alone(bare_net, case, device)
+    def time_floor():
+        floor_net.load_state_dict(initial.state_dict())
+        return time_steps_alone(floor_net, case, device)
 
-    ref_seconds, our_seconds, bare_seconds = median_times(time_reference, time_ours, time_bare, repeats=repeats)
+    ref_seconds, our_seconds, floor_seconds = median_times(time_reference, time_ours, time_floor, repeats=repeats)
     ref_acc, our_acc = test_accuracy(ref_net, case, device), test_accuracy(our_net, case, device)
     agree = abs(ref_acc - our_acc) <= 0.05
     line = (f"{case.name:<12} {device.type:<4} reference {ref_seconds:7.2f} s  d2l_support {our_seconds:7.2f} s  "
             f"ratio {ref_seconds / our_seconds:5.1f}x  test acc {ref_acc:.3f} vs {our_acc:.3f}  "
-            f"| steps alone {bare_seconds:.2f} s, so at most {ref_seconds / bare_seconds:.1f}x"
+            f"| steps alone {floor_seconds:.2f} s, so at most {ref_seconds / floor_seconds:.1f}x"
             f"{'' if agree else '  (ACCURACIES DIFFER)'}")
     if device.type == "cuda":
         tflops = training_flops(initial, case, device) / our_seconds / 1e12

@@ -68,7 +68,7 @@ def test_median_times_interleaves_the_timers_and_takes_each_ones_median():
     assert calls == ["a", "b"] * 3
 
 
-def test_the_bare_steps_train_the_model():
+def test_the_floor_under_any_loop_trains_the_model():
     case = next(c for c in run.TRAINING_CASES if c.name == "softmax")
     torch.manual_seed(0)
     net = case.model()
