@@ -83,6 +83,45 @@ def test_channels_last_gives_the_same_training_as_the_default_layout():
         assert torch.allclose(p, q, atol=1e-5)
 
 
+def small_convnet_problem():
+    """A small convolutional network and random images in three classes."""
+    g = torch.Generator().manual_seed(0)
+    X, y = torch.rand(256, 1, 12, 12, generator=g), torch.randint(0, 3, (256,), generator=g)
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Sigmoid(), nn.AvgPool2d(2), nn.Conv2d(4, 8, 3), nn.ReLU(),
+                        nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8, 3))
+    return net, X, y
+
+
+def test_bfloat16_autocast_trains_like_float32():
+    """The mixed-precision step (bfloat16 autocast, as on CUDA) follows the float32 one within bfloat16 rounding."""
+    plain, X, y = small_convnet_problem()
+    mixed = copy.deepcopy(plain)
+    results = []
+    for net, amp in ((plain, False), (mixed, True)):
+        train_iter = d2l.TensorLoader(X, y, batch_size=32, shuffle=True, seed=1)
+        results.append(train._train_epoch(net, train_iter, nn.CrossEntropyLoss(),
+                                          torch.optim.SGD(net.parameters(), lr=0.5), torch.device("cpu"), amp, True))
+    (plain_loss, plain_acc, n), (mixed_loss, mixed_acc, m) = results
+    assert n == m == 256 and mixed_loss == pytest.approx(plain_loss, rel=2e-2)
+    assert abs(mixed_acc - plain_acc) <= 0.05
+    for p, q in zip(plain.parameters(), mixed.parameters()):
+        assert q.dtype == torch.float32 and torch.allclose(p, q, atol=2e-2)
+        assert not torch.equal(p, q), "autocast changed nothing: the bfloat16 path did not run"
+
+
+def test_amp_only_takes_effect_on_cuda():
+    """On the CPU, where bfloat16 is slow, `amp=True` trains exactly as float32 does."""
+    histories = []
+    for amp in (False, True):
+        net, X, y = small_convnet_problem()
+        train_iter = d2l.TensorLoader(X, y, batch_size=32, shuffle=True, seed=1)
+        histories.append(d2l.train_classifier(net, train_iter, d2l.TensorLoader(X, y, batch_size=64),
+                                              nn.CrossEntropyLoss(), torch.optim.SGD(net.parameters(), lr=0.5),
+                                              epochs=1, device="cpu", plot=False, amp=amp))
+    assert histories[0].train_loss == histories[1].train_loss
+
+
 def test_nan_loss_stops_with_advice():
     train_iter, test_iter = separable_problem()
     net = nn.Linear(2, 2)
