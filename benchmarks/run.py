@@ -30,8 +30,9 @@ import models  # noqa: E402
 import d2l_support as ours  # noqa: E402
 from d2l_support.data import fashion_mnist_root  # noqa: E402
 
-# Dense bfloat16 peak TFLOP/s, to report the fraction of the hardware's limit reached.
-PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L4": 121.0, "T4": 65.0}
+# Dense bfloat16 peak TFLOP/s by device name, most specific first, to report the fraction of the limit reached.
+PEAK_TFLOPS = {"H100 PCIe": 756.0, "H100 NVL": 835.0, "H200 NVL": 835.0, "H100": 989.0, "H200": 989.0,
+               "A100": 312.0, "L4": 121.0, "T4": 65.0}
 
 
 @dataclass
@@ -154,6 +155,14 @@ def training_flops(net: nn.Module, case: Case, device: torch.device) -> float:
     return (60_000 * per_batch_train + 10_000 * per_batch_eval) / case.batch_size
 
 
+def hardware_share(flops: float, seconds: float, device_name: str) -> str:
+    """Achieved TFLOP/s and, for a known GPU, its share of the bfloat16 peak."""
+    tflops = flops / seconds / 1e12
+    peak = next((v for k, v in PEAK_TFLOPS.items() if k in device_name), None)
+    share = f" = {100 * tflops / peak:.1f}% of the {peak:.0f} TFLOP/s bf16 peak" if peak else ""
+    return f"{tflops:.1f} TFLOP/s{share}"
+
+
 def median_times(*timers, repeats: int) -> list[float]:
     """Median seconds of each timer over interleaved runs, so that all see the same machine state."""
     runs = [[timer() for timer in timers] for _ in range(repeats)]
@@ -186,11 +195,8 @@ def run_training_case(case: Case, device: torch.device, repeats: int) -> bool:
             f"| steps alone {floor_seconds:.2f} s, so at most {ref_seconds / floor_seconds:.1f}x"
             f"{'' if agree else '  (ACCURACIES DIFFER)'}")
     if device.type == "cuda":
-        tflops = training_flops(initial, case, device) / our_seconds / 1e12
-        name = torch.cuda.get_device_name(device)
-        peak = next((v for k, v in PEAK_TFLOPS.items() if k in name), None)
-        share = f" = {100 * tflops / peak:.1f}% of the {peak:.0f} TFLOP/s bf16 peak" if peak else ""
-        line += f"  | {70_000 / our_seconds:,.0f} images/s, {tflops:.1f} TFLOP/s{share}"
+        share = hardware_share(training_flops(initial, case, device), our_seconds, torch.cuda.get_device_name(device))
+        line += f"  | {70_000 / our_seconds:,.0f} images/s, {share}"
     print(line, flush=True)
     return agree
 

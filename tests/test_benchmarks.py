@@ -46,6 +46,20 @@ def test_training_flops_of_the_mlp_by_hand():
     assert run.training_flops(case.model(), case, torch.device("cpu")) == pytest.approx(expected)
 
 
+@pytest.mark.parametrize("device_name, peak", [
+    ("NVIDIA H100 80GB HBM3", 989), ("NVIDIA H100 PCIe", 756), ("NVIDIA H100 NVL", 835),
+    ("NVIDIA H200", 989), ("NVIDIA A100-SXM4-80GB", 312),
+])
+def test_hardware_share_uses_the_peak_of_the_exact_gpu(device_name, peak):
+    flops, seconds = 0.1 * peak * 1e12, 1.0  # a tenth of the peak
+    expected = f"{0.1 * peak:.1f} TFLOP/s = 10.0% of the {peak} TFLOP/s bf16 peak"
+    assert run.hardware_share(flops, seconds, device_name) == expected
+
+
+def test_hardware_share_of_an_unknown_gpu_gives_the_rate_alone():
+    assert run.hardware_share(3e12, 2.0, "Some Future GPU") == "1.5 TFLOP/s"
+
+
 def test_importing_the_benchmarks_leaves_the_environment_alone():
     # The notebook kernels that pytest starts after these tests inherit the environment (MPLBACKEND, for one).
     script = "import os, sys; sys.path.insert(0, 'benchmarks'); import d2l_support, models; " \
