@@ -53,8 +53,10 @@ def test_pytorch_momentum_is_the_weight_of_the_new_batch(momentum):
     assert torch.allclose(bn.running_mean, momentum * x.mean(dim=(0, 2, 3)), atol=1e-5)
 
 
-def test_variance_needs_the_square():
+def test_variance_needs_the_subtraction_and_the_square():
     x = torch.tensor([1.0, 2.0, 4.0, 9.0])
+    booklet = x.sum() / len(x)  # (1/m) sum x_i
+    assert booklet == x.mean() and ((x - 10).sum() / len(x)) < 0  # the mean, negative for shifted data
     assert (x - x.mean()).mean().abs() < 1e-6
     assert ((x - x.mean()) ** 2).mean() == pytest.approx(torch.var(x, unbiased=False).item())
 
@@ -100,15 +102,25 @@ def test_bptt_needs_the_direct_term_and_gives_dW_qh():
     (sum(((o - y) ** 2).sum() / 2 for o, y in zip(outputs, targets)) / T).backward()
     dL_do = [(o - y).detach() / T for o, y in zip(outputs, targets)]
 
-    def recursion(direct_term):
+    def recursion():
         grads = [W_qh.detach().T @ dL_do[-1]]
         for t in range(T - 2, -1, -1):
-            grads.insert(0, W_hh.detach().T @ grads[0] + (W_qh.detach().T @ dL_do[t] if direct_term else 0))
+            grads.insert(0, W_hh.detach().T @ grads[0] + W_qh.detach().T @ dL_do[t])
         return torch.stack(grads)
 
+    def expansion(first):
+        """Sum over s >= t + first of (W_hh^T)^(s-t) W_qh^T dL/do_s; first = 1 is the notes' expansion."""
+        A, B = W_hh.detach().T, W_qh.detach().T
+        return torch.stack([sum((torch.linalg.matrix_power(A, s - t) @ B @ dL_do[s] for s in range(t + first, T)),
+                                torch.zeros(h)) for t in range(T)])
+
     autograd_dh = torch.stack([h_t.grad for h_t in hs])
-    assert torch.allclose(recursion(True), autograd_dh, atol=1e-6)
-    assert not torch.allclose(recursion(False), autograd_dh, atol=1e-3)
+    assert torch.allclose(recursion(), autograd_dh, atol=1e-6)
+    assert torch.allclose(expansion(0), autograd_dh, atol=1e-6)
+    direct = torch.stack([W_qh.detach().T @ g for g in dL_do])
+    assert torch.allclose(autograd_dh - expansion(1), direct, atol=1e-6) and direct.abs().max() > 1e-2
+    with pytest.raises(RuntimeError):  # the notes' leading term has no W_qh^T: (h, h) @ (q,) with q != h
+        torch.linalg.matrix_power(W_hh.detach().T, 2) @ dL_do[-1]
     dW_qh = sum(torch.outer(g, h_t.detach()) for g, h_t in zip(dL_do, hs))
     assert torch.allclose(dW_qh, W_qh.grad, atol=1e-6)
 
