@@ -63,26 +63,6 @@ def test_metrics_match_a_plain_loop():
     assert n == 512 and loss == pytest.approx(total / 512, rel=1e-5) and acc == correct / 512
 
 
-def test_channels_last_gives_the_same_training_as_the_default_layout():
-    """The faster memory layout changes no result beyond floating-point rounding."""
-    g = torch.Generator().manual_seed(0)
-    X, y = torch.rand(256, 1, 12, 12, generator=g), torch.randint(0, 3, (256,), generator=g)
-    torch.manual_seed(0)
-    plain = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Sigmoid(), nn.AvgPool2d(2), nn.Conv2d(4, 8, 3), nn.ReLU(),
-                          nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8, 3))
-    fast = copy.deepcopy(plain)
-    histories = []
-    for net, channels_last in ((plain, False), (fast, True)):
-        train_iter = d2l.TensorLoader(X, y, batch_size=32, shuffle=True, seed=1)
-        histories.append(d2l.train_classifier(net, train_iter, d2l.TensorLoader(X, y, batch_size=64),
-                                              nn.CrossEntropyLoss(), torch.optim.SGD(net.parameters(), lr=0.5),
-                                              epochs=2, device="cpu", plot=False, channels_last=channels_last))
-    assert fast[0].weight.is_contiguous(memory_format=torch.channels_last)
-    assert histories[0].train_loss == pytest.approx(histories[1].train_loss, rel=1e-5)
-    for p, q in zip(plain.parameters(), fast.parameters()):
-        assert torch.allclose(p, q, atol=1e-5)
-
-
 def small_convnet_problem():
     """A small convolutional network and random images in three classes."""
     g = torch.Generator().manual_seed(0)
@@ -91,6 +71,25 @@ def small_convnet_problem():
     net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Sigmoid(), nn.AvgPool2d(2), nn.Conv2d(4, 8, 3), nn.ReLU(),
                         nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8, 3))
     return net, X, y
+
+
+def fit_small(net, X, y, epochs=1, **options):
+    """Train `net` on (X, y) on the CPU with the same batches every time; return the history."""
+    train_iter = d2l.TensorLoader(X, y, batch_size=32, shuffle=True, seed=1)
+    return d2l.train_classifier(net, train_iter, d2l.TensorLoader(X, y, batch_size=64), nn.CrossEntropyLoss(),
+                                torch.optim.SGD(net.parameters(), lr=0.5), epochs=epochs, device="cpu", plot=False,
+                                **options)
+
+
+def test_channels_last_gives_the_same_training_as_the_default_layout():
+    """The faster memory layout changes no result beyond floating-point rounding."""
+    plain, X, y = small_convnet_problem()
+    fast = copy.deepcopy(plain)
+    histories = [fit_small(plain, X, y, epochs=2), fit_small(fast, X, y, epochs=2, channels_last=True)]
+    assert fast[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert histories[0].train_loss == pytest.approx(histories[1].train_loss, rel=1e-5)
+    for p, q in zip(plain.parameters(), fast.parameters()):
+        assert torch.allclose(p, q, atol=1e-5)
 
 
 def test_bfloat16_autocast_trains_like_float32():
@@ -111,14 +110,8 @@ def test_bfloat16_autocast_trains_like_float32():
 
 
 def test_amp_only_takes_effect_on_cuda():
-    """On the CPU, where bfloat16 is slow, `amp=True` trains exactly as float32 does."""
-    histories = []
-    for amp in (False, True):
-        net, X, y = small_convnet_problem()
-        train_iter = d2l.TensorLoader(X, y, batch_size=32, shuffle=True, seed=1)
-        histories.append(d2l.train_classifier(net, train_iter, d2l.TensorLoader(X, y, batch_size=64),
-                                              nn.CrossEntropyLoss(), torch.optim.SGD(net.parameters(), lr=0.5),
-                                              epochs=1, device="cpu", plot=False, amp=amp))
+    """On the CPU `amp=True` trains exactly as float32 does: autocast applies on CUDA only."""
+    histories = [fit_small(*small_convnet_problem(), amp=amp) for amp in (False, True)]
     assert histories[0].train_loss == histories[1].train_loss
 
 
