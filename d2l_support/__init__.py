@@ -10,9 +10,9 @@ from d2l_support.data import (
     text_labels,
 )
 from d2l_support.device import get_device, keep_freed_memory, seed_everything
-from d2l_support.plot import LivePlot, plot, show_images
+from d2l_support.figures import LivePlot, plot, show_images
 from d2l_support.provenance import report_provenance, start_clock
-from d2l_support.scale import current_scale, scale, warn_if_slow_on_cpu
+from d2l_support.scales import current_scale, scale, warn_if_slow_on_cpu
 from d2l_support.train import History, assert_quality, evaluate_accuracy, train_classifier
 from d2l_support.widgets import frames_player, live_explorer
 

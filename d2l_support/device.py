@@ -17,7 +17,12 @@ def get_device() -> torch.device:
 
 
 def keep_freed_memory() -> bool:
-    """Make glibc reuse freed memory instead of returning it to the OS; return whether it applied (benchmarks/)."""
+    """Make glibc keep freed memory for reuse, for the whole process; return whether it applied (chapter 09).
+
+    Nothing calls this for you: a notebook that trains on a CPU opts in once. The setting lasts until the
+    process ends, which costs memory that other programs could use but saves the page faults of
+    re-allocating every large tensor at every step.
+    """
     # By default every large tensor of a CPU training step is a fresh mapping whose pages fault in again:
     # hundreds of thousands of page faults per epoch, a fifth of LeNet's training time.
     name = ctypes.util.find_library("c")

@@ -12,9 +12,9 @@ unreachable. Within an epoch every covered position is used exactly once.
 import collections
 import math
 import re
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +22,16 @@ from torch import nn
 
 from d2l_support.data import read_time_machine
 from d2l_support.device import describe_device, get_device
-from d2l_support.plot import LivePlot
+from d2l_support.figures import LivePlot
+from d2l_support.train import (
+    EpochResult,
+    check_epochs,
+    checkpoint_state,
+    evaluation_mode,
+    fit,
+    network_device,
+    take_step,
+)
 
 TOKEN_KINDS = ("char", "word")
 UNK = "<unk>"
@@ -291,10 +300,8 @@ def predict(prefix: str, num_preds: int, net: nn.Module, vocab: Vocab,
     """
     if not prefix:
         raise ValueError("prefix must hold at least one token")
-    device = torch.device(device) if device is not None else next(net.parameters()).device
-    was_training = net.training
-    net.eval()
-    with torch.no_grad():
+    device = network_device(net, device)
+    with evaluation_mode(net), torch.no_grad():
         state = net.begin_state(1, device)
         if len(prefix) > 1:
             _, state = net(torch.tensor([vocab[list(prefix[:-1])]], device=device), state)
@@ -304,7 +311,6 @@ def predict(prefix: str, num_preds: int, net: nn.Module, vocab: Vocab,
             logits, state = net(last, state)
             last = logits.argmax(dim=1).reshape(1, 1)
             outputs.append(last)
-    net.train(was_training)
     new = vocab.to_tokens(torch.cat(outputs).flatten()) if outputs else []
     return prefix + "".join(new)
 
@@ -312,48 +318,57 @@ def predict(prefix: str, num_preds: int, net: nn.Module, vocab: Vocab,
 def train_language_model(net: nn.Module, train_iter: Iterable, optimizer: torch.optim.Optimizer, epochs: int, *,
                          theta: float | None = 1.0, reset_state: bool | None = None,
                          device: torch.device | str | None = None, vocab: Vocab | None = None,
-                         prefix: str = "time traveller", log_lines: int = 10, plot: bool = True) -> LMHistory:
+                         prefix: str = "time traveller", log_lines: int = 10, plot: bool = True,
+                         scheduler=None, quiet: bool = False, checkpoint: str | Path | None = None) -> LMHistory:
     """Train a recurrent language model with gradient clipping and return its per-epoch perplexity (chapter 18).
 
     The state is reset before every batch when `reset_state` (default: `train_iter.random_iter`), and otherwise
     carried over and detached. Metrics stay on the device and are read once per epoch; about `log_lines`
-    epochs print their perplexity (with a sample from `prefix` when `vocab` is given).
+    epochs print their perplexity (with a sample from `prefix` when `vocab` is given). `scheduler`, `quiet`
+    and `checkpoint` work as in `train_classifier`.
     """
-    if not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be a positive int, got {epochs!r}")
+    check_epochs(epochs)
     device = torch.device(device) if device is not None else get_device()
     reset_state = getattr(train_iter, "random_iter", True) if reset_state is None else reset_state
     net.to(device)
     every = max(1, epochs // max(1, log_lines))
     live = LivePlot(xlabel="epoch", legend=["perplexity"], xlim=(1, epochs)) if plot else None
     history = LMHistory(device=describe_device(device))
-    seconds, tokens = 0.0, 0
-    for epoch in range(1, epochs + 1):
-        start = time.perf_counter()
-        ppl, n = train_lm_epoch(net, train_iter, optimizer, theta, reset_state, device)
-        seconds, tokens = seconds + time.perf_counter() - start, tokens + n
-        if not math.isfinite(ppl):
-            raise FloatingPointError(
-                f"the perplexity became {ppl} in epoch {epoch}: lower the learning rate "
-                f"(now {optimizer.param_groups[0]['lr']}) or clip the gradients (theta={theta})"
-            )
-        history.perplexity.append(ppl)
+    state = checkpoint_state(net, optimizer, scheduler, train_iter) if checkpoint else None
+
+    def run_epoch() -> EpochResult:
+        return train_lm_epoch(net, train_iter, optimizer, theta, reset_state, device, scheduler)
+
+    def replay(epoch: int, draw: bool = False) -> None:
+        if live:
+            live.add(epoch, [history.perplexity[epoch - 1]], draw=draw)
+
+    def record(epoch: int, result: EpochResult) -> str | None:
+        history.perplexity.append(_exp(result.loss))
         report = epoch % every == 0 or epoch == epochs
+        replay(epoch, draw=report)
         if report:
             sample = f", {predict(prefix, 40, net, vocab, device)!r}" if vocab is not None else ""
-            print(f"epoch {epoch}/{epochs}: perplexity {ppl:.2f}{sample}")
-        if live:
-            live.add(epoch, [ppl], draw=report)
-    history.tokens_per_sec = tokens / seconds
-    print(f"perplexity {history.perplexity[-1]:.2f}, {history.tokens_per_sec:,.0f} tokens/s on {device}")
+            return f"perplexity {history.perplexity[-1]:.2f}{sample}"
+        return None
+
+    speed = fit(run_epoch, epochs, optimizer=optimizer, history=history, record=record, replay=replay,
+                checkpoint=checkpoint, state=state, quiet=quiet)
+    history.tokens_per_sec = speed or history.tokens_per_sec
+    if not quiet:
+        print(f"perplexity {history.perplexity[-1]:.2f}, {history.tokens_per_sec:,.0f} tokens/s on {device}")
     return history
 
 
-def train_lm_epoch(net: nn.Module, train_iter: Iterable, optimizer: torch.optim.Optimizer, theta: float | None,
-                   reset_state: bool, device: torch.device) -> tuple[float, int]:
-    """Train one epoch; return its perplexity and the number of predicted tokens, read once (chapter 18)."""
+def train_lm_epoch(net: nn.Module, train_iter: Iterable, optimizer, theta: float | None, reset_state: bool,
+                   device: torch.device, scheduler=None) -> EpochResult:
+    """Train one epoch; return the mean cross-entropy per token, that of the first batch and the tokens (chapter 18).
+
+    Metrics stay on the device and are read once, at the end of the epoch.
+    """
     net.train()
-    loss_sum, n, state = torch.zeros((), device=device), 0, None
+    loss_sum, first_loss, n, state = torch.zeros((), device=device), None, 0, None
+    clip = (lambda: grad_clipping(net, theta)) if theta is not None else None
     for X, Y in train_iter:
         X, Y = X.to(device, non_blocking=True), Y.to(device, non_blocking=True)
         if state is None or reset_state:  # first batch, or random windows: start from a fresh state
@@ -363,12 +378,16 @@ def train_lm_epoch(net: nn.Module, train_iter: Iterable, optimizer: torch.optim.
         logits, state = net(X, state)  # logits of shape (num_steps * batch_size, vocab_size), time-major
         y = Y.T.reshape(-1)  # the targets in the same time-major order
         loss = F.cross_entropy(logits, y)
-        optimizer.zero_grad()
-        loss.backward()
-        if theta is not None:
-            grad_clipping(net, theta)
-        optimizer.step()
+        take_step(loss, optimizer, scheduler, clip)
+        first_loss = loss.detach() if first_loss is None else first_loss
         loss_sum += loss.detach() * y.numel()  # stays on the device: no synchronisation per batch
         n += y.numel()
-    mean_loss = loss_sum.item() / n
-    return (math.exp(mean_loss) if mean_loss < 700 else math.inf), n  # math.exp overflows beyond about 709
+    if n == 0:
+        raise ValueError("the training data held no batches: use a longer corpus or smaller batches")
+    loss_sum, first_loss = torch.stack([loss_sum, first_loss]).tolist()
+    return EpochResult(loss_sum / n, first_loss, n)
+
+
+def _exp(loss: float) -> float:
+    """Perplexity of a mean cross-entropy, infinite where math.exp would overflow (beyond about 709)."""
+    return math.exp(loss) if loss < 700 else math.inf

@@ -1,19 +1,28 @@
-"""Training and evaluation of classifiers, with metrics kept on the device (chapter 02)."""
+"""Training and evaluation of classifiers on one epoch loop shared with the language models (chapter 02).
+
+`fit` is the loop every trainer runs: it checks the number of epochs, resumes from a checkpoint, stops on a NaN
+loss, warns when the loss diverges, records, prints and plots each epoch and measures the throughput. A trainer
+only supplies `run_epoch`, which trains once over the data and returns an `EpochResult`.
+"""
 
 import contextlib
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from d2l_support.device import describe_device, get_device, keep_freed_memory
-from d2l_support.plot import LivePlot
-from d2l_support.scale import current_scale
+from d2l_support.device import describe_device, get_device
+from d2l_support.figures import LivePlot
+from d2l_support.scales import current_scale
+
+DIVERGENCE_FACTOR = 100.0  # an epoch whose mean loss exceeds its run's first batch loss this many times diverges
 
 
 @dataclass
@@ -27,6 +36,25 @@ class History:
     device: str = "cpu"
 
 
+@dataclass
+class EpochResult:
+    """What one training epoch reports to `fit`: its mean loss, the loss of its first batch, its example count."""
+
+    loss: float
+    first_loss: float
+    examples: int
+
+
+@dataclass
+class ClassifierEpoch(EpochResult):
+    """An epoch of a classifier: `EpochResult` and the training accuracy."""
+
+    accuracy: float = 0.0
+
+
+# ---------------------------------------------------------------- evaluation
+
+
 def correct_count(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Return, as a tensor on the logits' device, how many rows of logits predict their label (chapter 02)."""
     if logits.ndim != 2 or y.shape != logits.shape[:1]:
@@ -37,21 +65,44 @@ def correct_count(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (logits.argmax(dim=1) == y).sum()
 
 
-def evaluate_accuracy(net: Callable, data_iter: Iterable, device: torch.device | None = None) -> float:
-    """Return the accuracy of `net` over `data_iter`, synchronising once at the end (chapter 02)."""
-    device = device or get_device()
-    with _eval_mode(net), torch.no_grad():
-        correct, total = torch.zeros((), device=device, dtype=torch.long), 0
+def evaluate_accuracy(net: Callable, data_iter: Iterable, device: torch.device | str | None = None) -> float:
+    """Return the accuracy of `net` over `data_iter` in eval mode, synchronising once at the end (chapter 02).
+
+    The device defaults to that of the network's parameters. Outputs that are NaN or infinite raise an error
+    instead of passing as wrong predictions.
+    """
+    device = network_device(net, device)
+    correct, broken = torch.zeros((), device=device, dtype=torch.long), torch.zeros((), device=device, dtype=torch.long)
+    total = 0
+    with evaluation_mode(net), torch.no_grad():
         for X, y in data_iter:
             X, y = X.to(device), y.to(device)
-            correct += correct_count(net(X), y)
+            logits = net(X)
+            correct += correct_count(logits, y)
+            broken += (~torch.isfinite(logits)).any(dim=1).sum()
             total += len(y)
-    return correct.item() / max(total, 1)
+    if total == 0:
+        raise ValueError("the evaluation data held no examples")
+    correct, broken = torch.stack([correct, broken]).tolist()
+    if broken:
+        raise FloatingPointError(
+            f"the network's outputs are NaN or infinite for {broken} of {total} evaluation examples: "
+            "check the inputs for NaN or infinite values"
+        )
+    return correct / total
+
+
+def network_device(net: Callable, device: torch.device | str | None = None) -> torch.device:
+    """Return `device` if given, else the device of the network's parameters, else `get_device()` (chapter 02)."""
+    if device is not None:
+        return torch.device(device)
+    parameter = next(net.parameters(), None) if isinstance(net, nn.Module) else None
+    return parameter.device if parameter is not None else get_device()
 
 
 @contextlib.contextmanager
-def _eval_mode(net: Callable):
-    """Put an nn.Module in eval mode for the block and restore its mode after."""
+def evaluation_mode(net: Callable):
+    """Put an nn.Module in eval mode for the block and restore its mode after, even on errors (chapter 02)."""
     was_training = isinstance(net, nn.Module) and net.training
     if isinstance(net, nn.Module):
         net.eval()
@@ -62,80 +113,214 @@ def _eval_mode(net: Callable):
             net.train()
 
 
+# ---------------------------------------------------------------- the shared epoch loop
+
+
 def show_progress() -> bool:
     """Whether to draw progress bars: not in CI, and not when D2L_PROGRESS=0 (chapter 02)."""
     return os.environ.get("D2L_PROGRESS", "0" if os.environ.get("CI") else "1") != "0"
 
 
+def check_epochs(epochs: int) -> None:
+    """Reject a number of epochs that is not a positive int (chapter 02)."""
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be a positive int, got {epochs!r}")
+
+
+def learning_rate(optimizer) -> float | str:
+    """Return the optimizer's current learning rate, or '?' when it has none to read (chapter 02)."""
+    if getattr(optimizer, "param_groups", None):
+        return optimizer.param_groups[0]["lr"]
+    return getattr(optimizer, "lr", "?")
+
+
+def take_step(loss: torch.Tensor, optimizer, scheduler=None, clip: Callable[[], object] | None = None) -> None:
+    """Backpropagate `loss`, optionally clip, update the parameters and advance the scheduler (chapter 02)."""
+    optimizer.zero_grad()
+    loss.backward()
+    if clip is not None:
+        clip()
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+
+
+def check_loss(result: EpochResult, reference: float, epoch: int, optimizer) -> None:
+    """Stop on a NaN or infinite loss and warn when it exceeds `reference` a hundredfold (chapter 02)."""
+    if not math.isfinite(result.loss):
+        raise FloatingPointError(
+            f"the training loss became {result.loss} in epoch {epoch}: lower the learning rate "
+            f"(now {learning_rate(optimizer)}) or check the inputs for NaN or infinite values"
+        )
+    if reference > 0 and result.loss > DIVERGENCE_FACTOR * reference:
+        warnings.warn(
+            f"the training loss diverges: {result.loss:.3g} in epoch {epoch}, against {reference:.3g} on the first "
+            f"batch; lower the learning rate (now {learning_rate(optimizer)})",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
+def fit(run_epoch: Callable[[], EpochResult], epochs: int, *, optimizer, history, record: Callable,
+        replay: Callable[[int], None] = lambda epoch: None, checkpoint: str | Path | None = None,
+        state: dict | None = None, quiet: bool = False) -> float | None:
+    """Run `run_epoch` `epochs` times: check, record and report each epoch, resume and save a checkpoint (chapter 02).
+
+    `record(epoch, result)` stores an epoch in `history` and returns its report line (or None to print nothing);
+    `replay(epoch)` redraws an epoch restored from the checkpoint; `state` names what a checkpoint holds besides
+    the history (modules, optimizers, schedulers, generators). Returns examples per second, or None if no epoch ran.
+    """
+    check_epochs(epochs)
+    done = load_checkpoint(checkpoint, state, history) if checkpoint else 0
+    if done and not quiet:
+        print(f"resumed from {checkpoint} after epoch {done}")
+    for epoch in range(1, done + 1):
+        replay(epoch)
+    seconds, examples, reference = 0.0, 0, None
+    for epoch in range(done + 1, epochs + 1):
+        start = time.perf_counter()
+        result = run_epoch()
+        seconds, examples = seconds + time.perf_counter() - start, examples + result.examples
+        reference = result.first_loss if reference is None else reference
+        check_loss(result, reference, epoch, optimizer)
+        line = record(epoch, result)
+        if line and not quiet:
+            print(f"epoch {epoch}/{epochs}: {line}")
+        if checkpoint:
+            save_checkpoint(checkpoint, epoch, state, history)
+    return examples / seconds if seconds else None
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def save_checkpoint(path: str | Path, epoch: int, state: dict, history) -> None:
+    """Write the training state after `epoch` atomically, so that an interrupted run can resume (chapter 15)."""
+    path = Path(path)
+    snapshot = {name: _state_of(obj) for name, obj in state.items() if obj is not None}
+    partial = path.with_name(f"{path.name}.part")
+    torch.save({"epoch": epoch, "history": asdict(history), "state": snapshot, "rng": torch.get_rng_state(),
+                "cuda rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}, partial)
+    os.replace(partial, path)
+
+
+def load_checkpoint(path: str | Path, state: dict, history) -> int:
+    """Restore the training state from `path` if it exists and return the epochs it completed, else 0 (chapter 15)."""
+    path = Path(path)
+    if not path.is_file():
+        return 0
+    try:
+        saved = torch.load(path, weights_only=True)
+        for name, obj in state.items():
+            if obj is not None:
+                _restore(obj, saved["state"][name])
+    except (RuntimeError, KeyError, ValueError, TypeError, EOFError) as error:
+        raise ValueError(
+            f"{path} is not a checkpoint of this network and optimizer ({error}); delete it to train from scratch"
+        ) from error
+    torch.set_rng_state(saved["rng"])
+    if saved["cuda rng"]:
+        torch.cuda.set_rng_state_all(saved["cuda rng"])
+    for name, value in saved["history"].items():
+        if name != "device":  # the run goes on where it runs now
+            setattr(history, name, value)
+    return saved["epoch"]
+
+
+def _state_of(obj):
+    """The saveable state of a module, optimizer, scheduler or generator."""
+    return obj.get_state() if isinstance(obj, torch.Generator) else obj.state_dict()
+
+
+def _restore(obj, saved) -> None:
+    """Load a saved state back into a module, optimizer, scheduler or generator."""
+    if isinstance(obj, torch.Generator):
+        obj.set_state(saved)
+    else:
+        obj.load_state_dict(saved)
+
+
+def checkpoint_state(net, optimizer, scheduler, train_iter) -> dict:
+    """Name what a checkpoint must hold to resume exactly: weights, optimizer, scheduler, data order (chapter 15)."""
+    if not isinstance(net, nn.Module) or not hasattr(optimizer, "state_dict"):
+        raise ValueError("checkpoints need an nn.Module network and an optimizer with state_dict()")
+    return {"net": net, "optimizer": optimizer, "scheduler": scheduler,
+            "data order": getattr(train_iter, "generator", None)}
+
+
+# ---------------------------------------------------------------- classifiers
+
+
 def train_classifier(net: Callable, train_iter: Iterable, test_iter: Iterable, loss_fn: Callable,
                      optimizer, epochs: int, device: torch.device | None = None, plot: bool = True,
-                     amp: bool = False, channels_last: bool = False) -> History:
+                     amp: bool = False, channels_last: bool = False, *, scheduler=None, quiet: bool = False,
+                     checkpoint: str | Path | None = None) -> History:
     """Train a classifier, evaluate it on the test set after every epoch, and return its history (chapter 02).
 
-    `loss_fn` returns the mean loss of a batch; `optimizer` has `zero_grad()` and `step()`.
-    Metrics stay on the device and are read once per epoch. `amp` (bfloat16 autocast) only takes
-    effect on CUDA; `channels_last` stores images and convolution weights channels-last, which speeds up
-    convolutions on both CUDA and CPU. On CPU it first calls `keep_freed_memory`, which saves the
-    page faults of re-allocating every large tensor at every step.
+    `loss_fn` returns the mean loss of a batch; `optimizer` has `zero_grad()` and `step()`; `scheduler`, if
+    given, is stepped after every optimizer step. Metrics stay on the device and are read once per epoch.
+    `amp` (bfloat16 autocast) only takes effect on CUDA; `channels_last` stores images and convolution
+    weights channels-last, which speeds up convolutions on CUDA and CPU. `quiet` prints nothing. With
+    `checkpoint` (a file path) the state is saved after every epoch and a rerun resumes where it stopped.
     """
+    check_epochs(epochs)
     device = torch.device(device) if device is not None else get_device()
-    if device.type == "cpu":
-        keep_freed_memory()
     if isinstance(net, nn.Module):
         net.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
-    legend = ["train loss", "train acc", "test acc"]
-    live = LivePlot(xlabel="epoch", legend=legend, xlim=(1, max(epochs, 2))) if plot else None
+    state = checkpoint_state(net, optimizer, scheduler, train_iter) if checkpoint else None
+    live = LivePlot(xlabel="epoch", legend=["train loss", "train acc", "test acc"],
+                    xlim=(1, max(epochs, 2))) if plot else None
     history = History(device=describe_device(device))
-    seconds, examples = 0.0, 0
-    for epoch in range(1, epochs + 1):
-        start = time.perf_counter()
-        loss, acc, n = _train_epoch(net, train_iter, loss_fn, optimizer, device,
-                                     amp and device.type == "cuda", channels_last)
-        _check_finite(loss, epoch, optimizer)
-        seconds, examples = seconds + time.perf_counter() - start, examples + n
-        test_acc = evaluate_accuracy(net, test_iter, device)
-        history.train_loss.append(loss)
-        history.train_acc.append(acc)
-        history.test_acc.append(test_acc)
-        print(f"epoch {epoch}/{epochs}: loss {loss:.3f}, train acc {acc:.3f}, test acc {test_acc:.3f}")
+
+    def run_epoch() -> EpochResult:
+        return _train_epoch(net, train_iter, loss_fn, optimizer, device, amp and device.type == "cuda",
+                            channels_last, scheduler, progress=not quiet)
+
+    def replay(epoch: int) -> None:
         if live:
-            live.add(epoch, [loss, acc, test_acc])
-    history.examples_per_sec = examples / seconds
-    print(f"{history.examples_per_sec:,.0f} examples/s on {device}")
+            live.add(epoch, [history.train_loss[epoch - 1], history.train_acc[epoch - 1], history.test_acc[epoch - 1]])
+
+    def record(epoch: int, result: ClassifierEpoch) -> str:
+        history.train_loss.append(result.loss)
+        history.train_acc.append(result.accuracy)
+        history.test_acc.append(evaluate_accuracy(net, test_iter, device))
+        replay(epoch)
+        return f"loss {result.loss:.3f}, train acc {result.accuracy:.3f}, test acc {history.test_acc[-1]:.3f}"
+
+    speed = fit(run_epoch, epochs, optimizer=optimizer, history=history, record=record, replay=replay,
+                checkpoint=checkpoint, state=state, quiet=quiet)
+    history.examples_per_sec = speed or history.examples_per_sec
+    if not quiet:
+        print(f"{history.examples_per_sec:,.0f} examples/s on {device}")
     return history
 
 
-def _train_epoch(net, train_iter, loss_fn, optimizer, device, amp, channels_last) -> tuple[float, float, int]:
-    """Run one epoch; return mean loss, accuracy and example count, reading the device once."""
+def _train_epoch(net, train_iter, loss_fn, optimizer, device, amp, channels_last, scheduler=None,
+                 progress=True) -> ClassifierEpoch:
+    """Run one epoch; return the mean loss over examples, the accuracy and the count, reading the device once."""
     if isinstance(net, nn.Module):
         net.train()
     loss_sum = torch.zeros((), device=device)
+    first_loss = torch.full((), math.nan, device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     n = 0
-    for X, y in tqdm(train_iter, leave=False, disable=not show_progress()):
+    for X, y in tqdm(train_iter, leave=False, disable=not (progress and show_progress())):
         X, y = X.to(device, non_blocking=True), y.to(device, non_blocking=True)
         if channels_last:
             X = X.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             logits = net(X)
             loss = loss_fn(logits, y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        take_step(loss, optimizer, scheduler)
+        if n == 0:
+            first_loss = loss.detach().float()
         loss_sum += loss.detach().float() * len(y)
         correct += correct_count(logits.detach(), y)
         n += len(y)
-    return loss_sum.item() / n, correct.item() / n, n
-
-
-def _check_finite(loss: float, epoch: int, optimizer) -> None:
-    """Stop with advice when the loss has become NaN or infinite."""
-    if not math.isfinite(loss):
-        lr = optimizer.param_groups[0]["lr"] if hasattr(optimizer, "param_groups") else getattr(optimizer, "lr", "?")
-        raise FloatingPointError(
-            f"the training loss became {loss} in epoch {epoch}: lower the learning rate (now {lr}) "
-            "or check the inputs for NaN or infinite values"
-        )
+    if n == 0:
+        raise ValueError("the training data held no examples")
+    loss_sum, first_loss, correct = torch.stack([loss_sum, first_loss, correct.float()]).tolist()
+    return ClassifierEpoch(loss_sum / n, first_loss, n, accuracy=correct / n)
 
 
 def assert_quality(value: float, *, full: float, quick: float, name: str = "test accuracy",

@@ -287,7 +287,8 @@ def test_perplexity_of_training_matches_exp_of_mean_cross_entropy():
     loader = text.SeqDataLoader(torch.arange(61) % 7, 3, 4)
     net = CountingLM(7)
     optimizer = torch.optim.SGD(net.parameters(), lr=0.0)  # no change: the epoch's loss is the model's loss
-    ppl, n = text.train_lm_epoch(net, loader, optimizer, None, True, torch.device("cpu"))
+    result = text.train_lm_epoch(net, loader, optimizer, None, True, torch.device("cpu"))
+    ppl, n = math.exp(result.loss), result.examples
     losses = [F.cross_entropy(net(X, net.begin_state(3, "cpu"))[0], Y.T.reshape(-1)).item() for X, Y in
               text.seq_data_iter_sequential(loader.corpus, 3, 4, offset=0)]
     assert n == len(loader) * 12

@@ -47,8 +47,9 @@ def test_metrics_match_a_plain_loop():
     net_a, net_b = nn.Linear(2, 2), nn.Linear(2, 2)
     net_b.load_state_dict(net_a.state_dict())
     loss_fn = nn.CrossEntropyLoss()
-    loss, acc, n = train._train_epoch(net_a, train_iter, loss_fn, torch.optim.SGD(net_a.parameters(), lr=0.1),
+    epoch = train._train_epoch(net_a, train_iter, loss_fn, torch.optim.SGD(net_a.parameters(), lr=0.1),
                                       torch.device("cpu"), False, False)
+    loss, acc, n = epoch.loss, epoch.accuracy, epoch.examples
     opt_b, total, correct = torch.optim.SGD(net_b.parameters(), lr=0.1), 0.0, 0
     train_iter.generator.manual_seed(0)
     replay = d2l.TensorLoader(*train_iter.tensors, batch_size=64, shuffle=True)
@@ -101,7 +102,7 @@ def test_bfloat16_autocast_trains_like_float32():
         train_iter = d2l.TensorLoader(X, y, batch_size=32, shuffle=True, seed=1)
         results.append(train._train_epoch(net, train_iter, nn.CrossEntropyLoss(),
                                           torch.optim.SGD(net.parameters(), lr=0.5), torch.device("cpu"), amp, True))
-    (plain_loss, plain_acc, n), (mixed_loss, mixed_acc, m) = results
+    (plain_loss, plain_acc, n), (mixed_loss, mixed_acc, m) = [(r.loss, r.accuracy, r.examples) for r in results]
     assert n == m == 256 and mixed_loss == pytest.approx(plain_loss, rel=2e-2)
     assert abs(mixed_acc - plain_acc) <= 0.05
     for p, q in zip(plain.parameters(), mixed.parameters()):

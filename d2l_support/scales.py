@@ -18,6 +18,8 @@ def current_scale() -> str:
 
 def scale(*, full: dict, quick: dict) -> SimpleNamespace:
     """Pick the settings of the active scale; both scales must name the same settings (chapter 00)."""
+    if "scale" in full or "scale" in quick:
+        raise ValueError("'scale' names the active scale in the returned settings; call the setting something else")
     if set(full) != set(quick):
         missing = sorted(set(full) ^ set(quick))
         raise ValueError(f"full and quick must name the same settings; only one names {missing}")
