@@ -13,11 +13,10 @@ from d2l_support import data
 
 @pytest.fixture
 def isolated(tmp_path, monkeypatch):
-    """No D2L_DATA_DIR, an empty cache, no Debian folder, no shared/data and no network."""
+    """No D2L_DATA_DIR, an empty cache, no Debian folder and no network; the package's own data stays."""
     monkeypatch.delenv("D2L_DATA_DIR", raising=False)
     monkeypatch.setenv("D2L_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(data, "FASHION_MNIST_DEBIAN_DIR", tmp_path / "no-debian")
-    monkeypatch.setattr(data, "shared_data_dir", lambda: tmp_path / "no-shared")
 
     def offline(url, timeout=None):
         raise urllib.error.URLError("network is unreachable")
@@ -30,57 +29,111 @@ def sha256(payload: bytes) -> str:
     return hashlib.sha256(payload).hexdigest()
 
 
+def put(folder, name: str, payload: bytes):
+    """Write `payload` to folder/name, creating the folder, and return the path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_bytes(payload)
+    return folder / name
+
+
 def test_search_order(isolated, monkeypatch):
     monkeypatch.setenv("D2L_DATA_DIR", str(isolated / "mine"))
     dirs = data.search_dirs(isolated / "system")
-    assert dirs == [isolated / "mine", isolated / "system", isolated / "no-shared", isolated / "cache"]
+    assert dirs == [isolated / "mine", data.package_data_dir(), isolated / "system", isolated / "cache"]
+    assert not any("shared" in str(d) for d in dirs)  # a clone needs no neighbouring folders
+
+
+def test_cache_dir_defaults_to_the_user_cache(monkeypatch, tmp_path):
+    monkeypatch.delenv("D2L_CACHE_DIR", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert data.cache_dir() == tmp_path / ".cache" / "d2l_support"
+
+
+def test_download_urls_use_https_where_the_host_offers_it():
+    assert data.TIME_MACHINE_URL.startswith("https://")
+    assert data.FASHION_MNIST_URLS[0].startswith("https://")  # the HTTP-only original comes last
 
 
 def test_fetch_prefers_data_dir_and_verifies(isolated, monkeypatch):
-    (isolated / "mine").mkdir()
-    (isolated / "mine" / "file.txt").write_bytes(b"hello")
+    put(isolated / "mine", "file.txt", b"hello")
+    put(isolated / "cache", "file.txt", b"hello")
     monkeypatch.setenv("D2L_DATA_DIR", str(isolated / "mine"))
-    path = data.fetch("file.txt", "sha256", sha256(b"hello"), "http://example.invalid/file.txt")
+    path = data.fetch("file.txt", "sha256", sha256(b"hello"), ["https://example.invalid/file.txt"])
     assert path == isolated / "mine" / "file.txt"
 
 
 def test_fetch_gunzips_into_cache(isolated, monkeypatch):
-    (isolated / "mine").mkdir()
-    (isolated / "mine" / "file.bin.gz").write_bytes(gzip.compress(b"payload"))
+    put(isolated / "mine", "file.bin.gz", gzip.compress(b"payload"))
     monkeypatch.setenv("D2L_DATA_DIR", str(isolated / "mine"))
-    path = data.fetch("file.bin", "sha256", sha256(b"payload"), "http://example.invalid/file.bin")
+    path = data.fetch("file.bin", "sha256", sha256(b"payload"), ["https://example.invalid/file.bin"])
     assert path == isolated / "cache" / "file.bin" and path.read_bytes() == b"payload"
+
+
+def test_fetch_with_a_target_puts_the_file_there(isolated, monkeypatch):
+    put(isolated / "mine", "file.bin", b"payload")
+    monkeypatch.setenv("D2L_DATA_DIR", str(isolated / "mine"))
+    target = isolated / "cache" / "raw" / "file.bin"
+    assert data.fetch("file.bin", "sha256", sha256(b"payload"), [], target=target) == target
+    assert target.read_bytes() == b"payload"
 
 
 def test_missing_data_without_network_explains_the_fixes(isolated):
     with pytest.raises(data.DataNotFoundError) as info:
-        data.fetch("file.bin", "sha256", "0" * 64, "http://example.invalid/file.bin", hint="  - a hint;\n")
+        data.fetch("file.bin", "sha256", "0" * 64, ["https://example.invalid/file.bin"], hint="  - a hint;\n")
     message = str(info.value)
-    for expected in ("no-shared", "cache", "http://example.invalid/file.bin", "D2L_DATA_DIR", "a hint", "internet"):
+    for expected in (str(data.package_data_dir()), str(isolated / "cache"), "https://example.invalid/file.bin",
+                     "export D2L_DATA_DIR=", "a hint", "internet"):
         assert expected in message
+    assert "shared" not in message and "bad copies" not in message
 
 
 def test_fashion_mnist_missing_mentions_debian_package(isolated):
-    with pytest.raises(data.DataNotFoundError, match="dataset-fashion-mnist"):
+    with pytest.raises(data.DataNotFoundError, match="apt-get install dataset-fashion-mnist") as info:
         data.fashion_mnist_root()
+    assert str(isolated / "no-debian") in str(info.value)
 
 
-def test_corrupted_file_raises_checksum_error(isolated, monkeypatch):
-    (isolated / "mine").mkdir()
-    (isolated / "mine" / "file.bin.gz").write_bytes(gzip.compress(b"tampered"))
+def test_a_bad_copy_is_skipped_for_a_good_one_further_down(isolated, monkeypatch):
+    bad = put(isolated / "mine", "file.txt", b"tampered")
+    put(isolated / "cache", "file.txt", b"payload")
     monkeypatch.setenv("D2L_DATA_DIR", str(isolated / "mine"))
-    with pytest.raises(data.ChecksumError, match="corrupted"):
-        data.fetch("file.bin", "sha256", sha256(b"payload"), "http://example.invalid/file.bin")
+    with pytest.warns(UserWarning, match=f"{bad} is corrupted"):
+        path = data.fetch("file.txt", "sha256", sha256(b"payload"), ["https://example.invalid/file.txt"])
+    assert path == isolated / "cache" / "file.txt"
+
+
+def test_a_bad_time_machine_in_the_data_dir_falls_back_to_the_package(isolated, monkeypatch):
+    put(isolated / "mine", "timemachine.txt", b"The Time Machine, by H. G. Wells [1898]\n(truncated)")
+    monkeypatch.setenv("D2L_DATA_DIR", str(isolated / "mine"))
+    with pytest.warns(UserWarning, match="timemachine.txt is corrupted"):
+        text = data.read_time_machine()
+    assert hashlib.sha1(text.encode("utf-8")).hexdigest() == data.TIME_MACHINE_SHA1
+
+
+def test_only_bad_copies_raise_an_error_naming_them(isolated, monkeypatch):
+    bad = put(isolated / "mine", "file.bin.gz", gzip.compress(b"tampered"))
+    monkeypatch.setenv("D2L_DATA_DIR", str(isolated / "mine"))
+    with pytest.warns(UserWarning), pytest.raises(data.DataNotFoundError) as info:
+        data.fetch("file.bin", "sha256", sha256(b"payload"), ["https://example.invalid/file.bin"])
+    assert f"{bad} is corrupted: its sha256 is {sha256(b'tampered')}" in str(info.value)
+    assert "delete the bad copies" in str(info.value)
     assert list((isolated / "cache").iterdir()) == []  # nothing half-written is left
 
 
-def test_truncated_gzip_raises_checksum_error(isolated, monkeypatch):
-    (isolated / "mine").mkdir()
-    (isolated / "mine" / "file.bin.gz").write_bytes(gzip.compress(b"payload" * 1000)[:40])
+def test_truncated_gzip_is_reported_as_truncated(isolated, monkeypatch):
+    put(isolated / "mine", "file.bin.gz", gzip.compress(b"payload" * 1000)[:40])
     monkeypatch.setenv("D2L_DATA_DIR", str(isolated / "mine"))
-    with pytest.raises(data.ChecksumError, match="truncated"):
-        data.fetch("file.bin", "sha256", sha256(b"payload" * 1000), "http://example.invalid/file.bin")
+    with pytest.warns(UserWarning, match="truncated"), pytest.raises(data.DataNotFoundError, match="truncated"):
+        data.fetch("file.bin", "sha256", sha256(b"payload" * 1000), ["https://example.invalid/file.bin"])
     assert list((isolated / "cache").iterdir()) == []
+
+
+def test_a_cache_folder_that_cannot_be_created_is_named(isolated, monkeypatch):
+    put(isolated, "a-file", b"")
+    monkeypatch.setenv("D2L_CACHE_DIR", str(isolated / "a-file" / "cache"))
+    with pytest.raises(data.CacheDirError, match="D2L_CACHE_DIR") as info:
+        data.fetch("file.txt", "sha256", sha256(b"payload"), ["https://example.invalid/file.txt"])
+    assert str(isolated / "a-file" / "cache") in str(info.value)
 
 
 def test_interrupted_download_leaves_no_partial_file(isolated, monkeypatch):
@@ -98,30 +151,42 @@ def test_interrupted_download_leaves_no_partial_file(isolated, monkeypatch):
 
     monkeypatch.setattr(data.urllib.request, "urlopen", lambda url, timeout=None: Broken())
     with pytest.raises(data.DataNotFoundError, match="connection reset"):
-        data.fetch("file.txt", "sha256", sha256(b"partial payload"), "http://example.invalid/file.txt")
+        data.fetch("file.txt", "sha256", sha256(b"partial payload"), ["https://example.invalid/file.txt"])
     assert not (isolated / "cache").exists() or list((isolated / "cache").iterdir()) == []
 
 
 def test_download_is_verified_and_cached(isolated, monkeypatch):
     monkeypatch.setattr(data.urllib.request, "urlopen", lambda url, timeout=None: io.BytesIO(b"from the web"))
-    path = data.fetch("file.txt", "sha256", sha256(b"from the web"), "http://example.invalid/file.txt")
+    path = data.fetch("file.txt", "sha256", sha256(b"from the web"), ["https://example.invalid/file.txt"])
     assert path.read_bytes() == b"from the web"
     monkeypatch.setattr(data.urllib.request, "urlopen", lambda url, timeout=None: pytest.fail("downloaded twice"))
-    assert data.fetch("file.txt", "sha256", sha256(b"from the web"), "http://example.invalid/file.txt") == path
+    assert data.fetch("file.txt", "sha256", sha256(b"from the web"), ["https://example.invalid/file.txt"]) == path
+
+
+def test_download_falls_back_to_the_next_mirror(isolated, monkeypatch):
+    def mirrors(url, timeout=None):
+        if "first" in url:
+            return io.BytesIO(b"wrong content")
+        return io.BytesIO(b"payload")
+
+    monkeypatch.setattr(data.urllib.request, "urlopen", mirrors)
+    urls = ["https://first.invalid/file.txt", "http://second.invalid/file.txt"]
+    assert data.fetch("file.txt", "sha256", sha256(b"payload"), urls).read_bytes() == b"payload"
 
 
 def test_corrupted_cache_is_replaced(isolated, monkeypatch):
-    (isolated / "cache").mkdir()
-    (isolated / "cache" / "file.txt").write_bytes(b"stale")
+    put(isolated / "cache", "file.txt", b"stale")
     monkeypatch.setattr(data.urllib.request, "urlopen", lambda url, timeout=None: io.BytesIO(b"fresh"))
-    path = data.fetch("file.txt", "sha256", sha256(b"fresh"), "http://example.invalid/file.txt")
+    with pytest.warns(UserWarning, match="corrupted"):
+        path = data.fetch("file.txt", "sha256", sha256(b"fresh"), ["https://example.invalid/file.txt"])
     assert path.read_bytes() == b"fresh"
 
 
-def test_time_machine_is_verified():
-    text = data.read_time_machine()
+def test_time_machine_ships_with_the_package(isolated):
+    text = data.read_time_machine()  # offline, with an empty cache
     assert text.startswith("The Time Machine, by H. G. Wells")
     assert hashlib.sha1(text.encode("utf-8")).hexdigest() == data.TIME_MACHINE_SHA1
+    assert not (isolated / "cache").exists()  # read in place, not copied
 
 
 def test_fashion_mnist_loaders():
@@ -139,6 +204,42 @@ def test_fashion_mnist_subset_and_resize():
     assert train_iter.num_examples == test_iter.num_examples == 300
     X, _ = next(iter(test_iter))
     assert X.shape == (100, 1, 64, 64)
+
+
+def test_callers_cannot_corrupt_the_cached_data():
+    """Changing a batch or a loader's tensors in place must not change what a later load returns."""
+    def tensors(loaders):
+        return [t for loader in loaders for t in loader.tensors]
+
+    first = data.load_fashion_mnist(batch_size=100, subset=300, device="cpu")
+    expected = [t.clone() for t in tensors(first)]
+    next(iter(first[1]))[1].zero_()  # a test batch is a slice of the loader's labels
+    for t in tensors(first):
+        t.zero_()
+    again = data.load_fashion_mnist(batch_size=100, subset=300, device="cpu")
+    assert all(torch.equal(a, b) for a, b in zip(tensors(again), expected, strict=True))
+
+
+@pytest.mark.parametrize("subset", [-5, 0, 10_001, 60_000, True])
+def test_subset_out_of_range_is_rejected(subset):
+    with pytest.raises(ValueError, match=f"subset .*must be an int from 1 to 10000, got {subset!r}"):
+        data.load_fashion_mnist(batch_size=8, subset=subset, device="cpu")
+
+
+@pytest.mark.parametrize("batch_size", [True, 0, -1, 2.0])
+def test_batch_size_must_be_a_positive_int_not_a_bool(isolated, batch_size):
+    with pytest.raises(ValueError, match=f"batch_size must be a positive int, got {batch_size!r}"):
+        data.TensorLoader(torch.zeros(4, 2), batch_size=batch_size)
+    with pytest.raises(ValueError, match="batch_size"):  # before looking for the data, which is absent here
+        data.load_fashion_mnist(batch_size=batch_size)
+
+
+def test_float_images_are_rejected_and_left_unchanged():
+    images = torch.rand(2, 1, 4, 4)
+    before = images.clone()
+    with pytest.raises(ValueError, match="must be uint8.*got torch.float32"):
+        data.to_float_images(images)
+    assert torch.equal(images, before)
 
 
 def test_shuffling_is_seeded_and_covers_every_example():
