@@ -7,9 +7,11 @@ STAMP := $(VENV)/.installed
 MATHJAX := $(VENV)/mathjax/es5/tex-mml-chtml.js
 NB ?= notebooks/*.ipynb book/*.ipynb
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
+# The unit, equation, errata and convention tests: everything in tests/ but the site, no notebook run.
+UNIT := tests --ignore=tests/test_site.py
 export D2L_PROGRESS ?= 0
 
-.PHONY: setup system book serve test test-gpu execute time-quick bench lint pages clean
+.PHONY: setup system book serve test unit nbval test-gpu execute time-quick bench lint pages clean
 
 setup: $(STAMP) system
 
@@ -33,8 +35,10 @@ book: setup pages
 serve: book
 	$(PY) -m http.server --directory _build/html 8000
 
+# ruff over the code and notebooks; actionlint over .github/workflows (with shellcheck when it is installed).
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/actionlint
 
 # MathJax 3 (the version the site loads from a CDN), kept locally so that the browser tests run offline.
 $(MATHJAX): | $(STAMP)
@@ -44,10 +48,18 @@ $(MATHJAX): | $(STAMP)
 test: setup lint $(MATHJAX)
 	rm -rf _build/html
 	$(VENV)/bin/jupyter-book build --quiet --warningiserror --nitpick --keep-going .
-	D2L_SCALE=quick $(PY) -m pytest tests $(NBVAL) $(NB)
+	D2L_SCALE=quick D2L_REQUIRE_SITE=1 $(PY) -m pytest tests $(NBVAL) $(NB)
+
+# The inner loop: no site, no notebook execution, under two minutes on two cores.
+unit: setup
+	D2L_SCALE=quick $(PY) -m pytest $(UNIT)
+
+# Notebooks only, at quick scale against their committed outputs: `make nbval NB=notebooks/09_lenet.ipynb`.
+nbval: setup
+	D2L_SCALE=quick $(PY) -m pytest $(NBVAL) $(NB)
 
 test-gpu: setup
-	D2L_SCALE=full $(PY) -m pytest $(NBVAL) $(NB)
+	D2L_SCALE=full $(PY) -m pytest $(UNIT) $(NBVAL) $(NB)
 
 execute: setup
 	D2L_SCALE=full $(PY) tools/execute_notebooks.py $(NB)
