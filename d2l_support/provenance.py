@@ -8,7 +8,7 @@ import time
 import torch
 
 from d2l_support.device import describe_device
-from d2l_support.scale import current_scale
+from d2l_support.scales import current_scale
 
 
 def start_clock() -> float:

@@ -157,7 +157,7 @@ def check_loss(result: EpochResult, reference: float, epoch: int, optimizer) -> 
             f"the training loss diverges: {result.loss:.3g} in epoch {epoch}, against {reference:.3g} on the first "
             f"batch; lower the learning rate (now {learning_rate(optimizer)})",
             RuntimeWarning,
-            stacklevel=3,
+            stacklevel=4,  # the caller of the trainer
         )
 
 

@@ -293,3 +293,73 @@ def test_perplexity_of_training_matches_exp_of_mean_cross_entropy():
               text.seq_data_iter_sequential(loader.corpus, 3, 4, offset=0)]
     assert n == len(loader) * 12
     assert ppl == pytest.approx(math.exp(sum(losses) / len(losses)), rel=1e-5)
+
+
+def test_predict_restores_train_mode_even_when_the_network_fails():
+    net = CountingLM(5)
+    vocab = text.Vocab(list("abcd"))
+    calls = []
+
+    def failing_forward(X, state):
+        calls.append(net.training)
+        raise RuntimeError("broken network")
+
+    net.forward = failing_forward
+    with pytest.raises(RuntimeError, match="broken network"):
+        text.predict("ab", 3, net, vocab)
+    assert calls == [False] and net.training
+
+
+def test_language_model_training_with_a_scratch_optimizer_explains_a_nan():
+    """An optimizer without param_groups still gets its learning rate named in the advice."""
+    net = CountingLM(5)
+    with torch.no_grad():
+        net.embedding.weight[0, 0] = math.nan
+
+    class ScratchSGD:
+        lr = 0.25
+
+        def zero_grad(self):
+            net.zero_grad()
+
+        def step(self):
+            pass
+
+    with pytest.raises(FloatingPointError, match=r"now 0.25"):
+        text.train_language_model(net, text.SeqDataLoader(torch.arange(50) % 5, 2, 5), ScratchSGD(), 1,
+                                  device="cpu", plot=False)
+
+
+def test_language_model_training_refuses_an_empty_epoch():
+    class NoBatches(text.SeqDataLoader):
+        def __iter__(self):
+            return iter(())
+
+    net = CountingLM(5)
+    with pytest.raises(ValueError, match="no batches"):
+        text.train_language_model(net, NoBatches(torch.arange(50) % 5, 2, 5),
+                                  torch.optim.SGD(net.parameters(), lr=0.1), 1, device="cpu", plot=False)
+
+
+def lm_run(path, epochs, **options):
+    """Train a toy language model on random windows, resuming from `path` if it exists."""
+    torch.manual_seed(0)
+    net = CountingLM(7)
+    optimizer = torch.optim.Adam(net.parameters(), lr=0.05)
+    schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=5, gamma=0.5)
+    loader = text.SeqDataLoader(torch.arange(200) % 7, 4, 5, random_iter=True)
+    history = text.train_language_model(net, loader, optimizer, epochs, device="cpu", plot=False,
+                                        scheduler=schedule, checkpoint=path, **options)
+    return net, history, schedule
+
+
+def test_language_model_resumes_exactly_and_steps_its_scheduler(tmp_path, capsys):
+    straight, straight_history, schedule = lm_run(tmp_path / "a.pt", 3)
+    assert schedule.last_epoch == 3 * 9  # one scheduler step per batch: 9 batches of 4 x 5 tokens per epoch
+    assert "epoch 3/3" in capsys.readouterr().out
+    lm_run(tmp_path / "b.pt", 2, quiet=True)
+    assert capsys.readouterr().out == ""
+    resumed, resumed_history, _ = lm_run(tmp_path / "b.pt", 3)
+    assert "resumed from" in capsys.readouterr().out
+    assert resumed_history.perplexity == straight_history.perplexity
+    assert torch.equal(straight.embedding.weight, resumed.embedding.weight)

@@ -284,3 +284,189 @@ def test_explorers():
     assert [child.description for child in explorer.children[:-1]] == ["slope"]
     with pytest.raises(ValueError, match="must not be empty"):
         d2l.frames_player(draw, "slope", [])
+
+
+# ---------------------------------------------------------------- what the loop evaluates, records and averages
+
+
+class ModeRecorder(nn.Module):
+    """A fixed linear classifier that records, for each forward pass, its mode and batch size."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(2, 2)
+        with torch.no_grad():
+            self.linear.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
+            self.linear.bias.zero_()
+        self.calls = []
+
+    def forward(self, X):
+        self.calls.append((self.training, len(X)))
+        return self.linear(X)
+
+
+def split_problem():
+    """Training and test sets that differ, so that swapping them changes every metric."""
+    g = torch.Generator().manual_seed(0)
+    X_train, X_test = torch.randn(100, 2, generator=g), torch.randn(60, 2, generator=g)
+    y_train, y_test = (X_train[:, 1] > X_train[:, 0]).long(), torch.randint(0, 2, (60,), generator=g)
+    return X_train, y_train, X_test, y_test
+
+
+def frozen_run(net, epochs=2, **options):
+    """Train with learning rate 0, so that every epoch measures the same fixed network."""
+    X_train, y_train, X_test, y_test = split_problem()
+    train_iter = d2l.TensorLoader(X_train, y_train, batch_size=32, shuffle=True)  # 100 = 3 * 32 + 4
+    test_iter = d2l.TensorLoader(X_test, y_test, batch_size=25)
+    return d2l.train_classifier(net, train_iter, test_iter, nn.CrossEntropyLoss(),
+                                torch.optim.SGD(net.parameters(), lr=0.0), epochs, device="cpu", plot=False,
+                                **options)
+
+
+def test_training_runs_in_train_mode_and_evaluation_in_eval_mode():
+    net = ModeRecorder()
+    frozen_run(net, epochs=1)
+    assert net.calls == [(True, 32), (True, 32), (True, 32), (True, 4), (False, 25), (False, 25), (False, 10)]
+    assert net.training
+
+
+def test_history_records_each_split_and_the_loss_per_example():
+    """Metrics of a fixed network: training ones over the training set, test accuracy over the test set."""
+    net = ModeRecorder()
+    X_train, y_train, X_test, y_test = split_problem()
+    with torch.no_grad():
+        train_loss = nn.functional.cross_entropy(net(X_train), y_train).item()  # mean over all 100 examples
+        train_acc = (net(X_train).argmax(1) == y_train).float().mean().item()
+        test_acc = (net(X_test).argmax(1) == y_test).float().mean().item()
+    assert train_acc != pytest.approx(test_acc, abs=0.05)
+    history = frozen_run(net, epochs=3)
+    assert history.train_loss == pytest.approx([train_loss] * 3, rel=1e-6)
+    assert history.train_acc == pytest.approx([train_acc] * 3) and history.test_acc == pytest.approx([test_acc] * 3)
+    batch_means = [nn.functional.cross_entropy(net(X), y).item() for X, y in
+                   d2l.TensorLoader(X_train, y_train, batch_size=32)]
+    assert sum(batch_means) / len(batch_means) != pytest.approx(train_loss, rel=1e-3)  # the test can tell them apart
+
+
+def test_scheduler_steps_after_every_optimizer_step():
+    X, y, _, _ = split_problem()
+    net = nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(net.parameters(), lr=1.0)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 / (1 + step))
+    d2l.train_classifier(net, d2l.TensorLoader(X, y, batch_size=32), d2l.TensorLoader(X, y, batch_size=50),
+                         nn.CrossEntropyLoss(), optimizer, 2, device="cpu", plot=False, scheduler=schedule)
+    assert schedule.last_epoch == 8 and optimizer.param_groups[0]["lr"] == pytest.approx(1 / 9)
+
+
+def test_quiet_mode_prints_nothing(capsys):
+    frozen_run(ModeRecorder(), quiet=True)
+    assert capsys.readouterr().out == ""
+    frozen_run(ModeRecorder())
+    assert "epoch 2/2" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def dropout_problem():
+    """A network with dropout and a shuffled loader: resuming must restore both random streams."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, 2))
+    X, y, X_test, y_test = split_problem()
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.3, momentum=0.9)
+    schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=3, gamma=0.5)
+    loaders = d2l.TensorLoader(X, y, batch_size=16, shuffle=True), d2l.TensorLoader(X_test, y_test, batch_size=60)
+    return net, optimizer, schedule, loaders
+
+
+def run_with_checkpoint(path, epochs):
+    """Train the dropout problem from a fresh process-like start, resuming from `path` if it exists."""
+    net, optimizer, schedule, (train_iter, test_iter) = dropout_problem()
+    torch.manual_seed(123)  # a new process would not share the old one's random state
+    history = d2l.train_classifier(net, train_iter, test_iter, nn.CrossEntropyLoss(), optimizer, epochs,
+                                   device="cpu", plot=False, scheduler=schedule, checkpoint=path)
+    return net, history
+
+
+def test_an_interrupted_run_resumes_exactly(tmp_path, capsys):
+    straight, straight_history = run_with_checkpoint(tmp_path / "straight.pt", 3)
+    run_with_checkpoint(tmp_path / "resumed.pt", 1)  # stops after one epoch, as if interrupted
+    resumed, resumed_history = run_with_checkpoint(tmp_path / "resumed.pt", 3)
+    assert "resumed from" in capsys.readouterr().out
+    assert resumed_history.train_loss == straight_history.train_loss
+    assert resumed_history.test_acc == straight_history.test_acc
+    for p, q in zip(straight.parameters(), resumed.parameters()):
+        assert torch.equal(p, q)
+    again, history = run_with_checkpoint(tmp_path / "resumed.pt", 3)  # nothing left to train
+    assert history.train_loss == straight_history.train_loss and torch.equal(again[0].weight, straight[0].weight)
+
+
+def test_a_checkpoint_of_another_network_is_refused(tmp_path):
+    run_with_checkpoint(tmp_path / "run.pt", 1)
+    X, y, _, _ = split_problem()
+    other = nn.Linear(2, 2)
+    with pytest.raises(ValueError, match="not a checkpoint of this network"):
+        d2l.train_classifier(other, d2l.TensorLoader(X, y, batch_size=10), d2l.TensorLoader(X, y, batch_size=10),
+                             nn.CrossEntropyLoss(), torch.optim.SGD(other.parameters(), lr=0.1), 2, device="cpu",
+                             plot=False, checkpoint=tmp_path / "run.pt")
+    with pytest.raises(ValueError, match="optimizer with state_dict"):
+        d2l.train_classifier(lambda X: X, d2l.TensorLoader(X, y, batch_size=10), d2l.TensorLoader(X, y, batch_size=10),
+                             nn.CrossEntropyLoss(), object(), 1, device="cpu", plot=False, checkpoint=tmp_path / "x.pt")
+
+
+# ---------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("epochs", [0, -1, True, 1.5])
+def test_epochs_must_be_a_positive_int(epochs):
+    with pytest.raises(ValueError, match="epochs must be a positive int"):
+        frozen_run(ModeRecorder(), epochs=epochs)
+
+
+def test_empty_data_is_refused():
+    X, y, _, _ = split_problem()
+    empty = d2l.TensorLoader(X[:0], y[:0], batch_size=8)
+    full = d2l.TensorLoader(X, y, batch_size=8)
+    net = nn.Linear(2, 2)
+    with pytest.raises(ValueError, match="evaluation data held no examples"):
+        train.evaluate_accuracy(net, empty)
+    with pytest.raises(ValueError, match="training data held no examples"):
+        d2l.train_classifier(net, empty, full, nn.CrossEntropyLoss(), torch.optim.SGD(net.parameters(), lr=0.1), 1,
+                             device="cpu", plot=False)
+
+
+def test_nan_in_the_test_data_is_an_error_not_a_low_accuracy():
+    X, y, _, _ = split_problem()
+    X_bad = X.clone()
+    X_bad[7, 1] = float("nan")
+    with pytest.raises(FloatingPointError, match="NaN or infinite for 1 of 100"):
+        train.evaluate_accuracy(nn.Linear(2, 2), d2l.TensorLoader(X_bad, y, batch_size=32))
+
+
+def test_a_diverging_loss_warns():
+    """A squared loss whose learning rate is too large grows a billionfold in one epoch, yet stays finite."""
+    train_iter, test_iter = separable_problem()
+    squared = lambda logits, y: ((logits - nn.functional.one_hot(y, 2)) ** 2).mean()
+    torch.manual_seed(0)
+    net = nn.Linear(2, 2)
+    with pytest.warns(RuntimeWarning, match=r"diverges: 2.56e\+09 in epoch 1.*\(now 0.3\)") as caught:
+        d2l.train_classifier(net, train_iter, test_iter, squared, torch.optim.SGD(net.parameters(), lr=0.3), 1,
+                             device="cpu", plot=False)
+    assert caught[0].filename == __file__
+
+
+def test_a_healthy_run_does_not_warn(recwarn):
+    frozen_run(ModeRecorder())
+    fit_small(*small_convnet_problem(), epochs=2)
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
+def test_evaluation_defaults_to_the_networks_device(monkeypatch):
+    monkeypatch.setattr(train, "get_device", lambda: torch.device("meta"))
+    X, y, _, _ = split_problem()
+    assert 0 <= train.evaluate_accuracy(nn.Linear(2, 2), d2l.TensorLoader(X, y, batch_size=32)) <= 1
+    assert train.network_device(lambda X: X) == torch.device("meta")
+
+
+def test_a_setting_called_scale_is_refused():
+    with pytest.raises(ValueError, match="'scale' names the active scale"):
+        d2l.scale(full=dict(scale=1.0), quick=dict(scale=0.5))
