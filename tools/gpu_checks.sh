@@ -14,7 +14,9 @@
 #                    without it the Python used must already have the test packages (e.g. .venv/bin/python)
 #     --steps LIST   the steps to run, comma-separated (default: all four)
 #   tools/gpu_checks.sh --download DIR [PYTHON_VERSION]
-#     on a machine with network: download into DIR the wheels such a machine lacks (for Python 3.12 by default)
+#     on a machine with network: download into DIR the wheels such a machine lacks (for Python 3.12 by default):
+#     nbval, ipykernel, ipywidgets and their dependencies, and the reference d2l without its own (it imports scipy
+#     and pandas, which GPU machines usually have: add them from requirements-bench.txt where they are missing)
 # Environment:
 #   PYTHON        the interpreter (default python3); D2L_SCALE (default full); D2L_DATA_DIR, the folder with the
 #                 four Fashion-MNIST .gz files; NB, the notebooks (default notebooks/*.ipynb book/*.ipynb);
@@ -32,9 +34,10 @@ if [ "${1:-}" = "--download" ]; then
   platform=(--only-binary=:all: --python-version "$version" --implementation cp --platform manylinux_2_28_x86_64
             --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform any)
   pins=$(grep -E '^(nbval|nbclient|nbformat|ipykernel|ipywidgets|pytest)==' "$ROOT/requirements.txt")
+  reference=$(grep -E '^d2l==' "$ROOT/requirements-bench.txt")
   # shellcheck disable=SC2086 # one argument per pin
   "$PYTHON" -m pip download --quiet -d "$dir" "${platform[@]}" $pins &&
-    "$PYTHON" -m pip download --quiet -d "$dir" "${platform[@]}" --no-deps -r "$ROOT/requirements-bench.txt" &&
+    "$PYTHON" -m pip download --quiet -d "$dir" "${platform[@]}" --no-deps "$reference" &&
     echo "$(find "$dir" -name '*.whl' | wc -l) wheels in $dir"
   exit
 fi
