@@ -19,7 +19,8 @@
 #     and pandas, which GPU machines usually have: add them from requirements-bench.txt where they are missing)
 # Environment:
 #   PYTHON        the interpreter (default python3); D2L_SCALE (default full); D2L_DATA_DIR, the folder with the
-#                 four Fashion-MNIST .gz files; NB, the notebooks (default notebooks/*.ipynb book/*.ipynb);
+#                 four Fashion-MNIST .gz files; NB, the notebooks, relative to the repository
+#                 (default notebooks/*.ipynb book/*.ipynb);
 #                 BENCH_ARGS, passed to benchmarks/run.py (e.g. "--cases lenet resnet18-96 --repeats 1")
 # A dry run on a CPU:
 #   CUDA_VISIBLE_DEVICES= D2L_SCALE=quick NB=notebooks/00_autograd.ipynb PYTHON=.venv/bin/python \
@@ -53,7 +54,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 mkdir -p "$OUT" && OUT="$(cd "$OUT" && pwd)"
-exec > >(tee -a "$OUT/gpu_checks.log") 2>&1
+exec > >(tee "$OUT/gpu_checks.log") 2>&1
 cd "$ROOT" || exit 2
 export D2L_SCALE="${D2L_SCALE:-full}" D2L_PROGRESS=0 PYTHONUNBUFFERED=1
 read -r -a NOTEBOOKS <<< "${NB:-$(echo notebooks/*.ipynb book/*.ipynb)}"
