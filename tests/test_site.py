@@ -199,3 +199,16 @@ def test_screenshot_of_a_chapter(page, server, theme):
     background = page.evaluate("getComputedStyle(document.body).backgroundColor")
     dark = [int(v) for v in re.findall(r"\d+", background)[:3]]
     assert (sum(dark) < 200) == (theme == "dark"), f"{theme} mode has background {background}"
+
+
+def test_chinese_terms_render_in_the_glossary(page, server):
+    page.goto(server + "book/glossary.html", wait_until="load")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "glossary.png"))
+    glyphs = []
+    for character in "权重":  # without a CJK font both would be the same empty box
+        page.evaluate("(c) => { const s = document.createElement('span'); s.id = 'glyph'; s.textContent = c; "
+                      "s.style.fontSize = '64px'; document.querySelector('main').prepend(s); }", character)
+        glyphs.append(page.locator("#glyph").screenshot())
+        page.evaluate("document.getElementById('glyph').remove()")
+    assert glyphs[0] != glyphs[1], "Chinese characters render as boxes: install a CJK font (fonts-noto-cjk)"
