@@ -363,3 +363,12 @@ def test_language_model_resumes_exactly_and_steps_its_scheduler(tmp_path, capsys
     assert "resumed from" in capsys.readouterr().out
     assert resumed_history.perplexity == straight_history.perplexity
     assert torch.equal(straight.embedding.weight, resumed.embedding.weight)
+
+
+def test_language_model_trains_in_train_mode_even_if_handed_over_in_eval_mode():
+    net = CountingLM(5).eval()
+    modes = []
+    net.register_forward_pre_hook(lambda module, args: modes.append(module.training))
+    text.train_language_model(net, text.SeqDataLoader(torch.arange(31) % 5, 2, 5),
+                              torch.optim.SGD(net.parameters(), lr=0.1), 1, device="cpu", plot=False)
+    assert modes == [True, True, True]

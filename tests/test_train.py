@@ -324,7 +324,7 @@ def frozen_run(net, epochs=2, **options):
 
 
 def test_training_runs_in_train_mode_and_evaluation_in_eval_mode():
-    net = ModeRecorder()
+    net = ModeRecorder().eval()  # e.g. left in eval mode by a layer table: training must switch it back
     frozen_run(net, epochs=1)
     assert net.calls == [(True, 32), (True, 32), (True, 32), (True, 4), (False, 25), (False, 25), (False, 10)]
     assert net.training
