@@ -12,6 +12,7 @@ from d2l_support.data import (
     text_labels,
 )
 from d2l_support.device import get_device, keep_freed_memory, seed_everything
+from d2l_support.diagrams import Diagram, DiagramError, draw_bptt, draw_model, draw_rnn
 from d2l_support.figures import LivePlot, plot, show_images
 from d2l_support.provenance import report_provenance, start_clock
 from d2l_support.scales import current_scale, scale, warn_if_slow_on_cpu
@@ -19,9 +20,10 @@ from d2l_support.train import History, assert_quality, evaluate_accuracy, train_
 from d2l_support.widgets import frames_player, live_explorer
 
 __all__ = [
-    "CacheDirError", "ChecksumError", "DataNotFoundError", "History", "LivePlot", "TensorLoader", "assert_quality",
-    "current_scale", "evaluate_accuracy", "frames_player", "get_device", "init_cnn", "keep_freed_memory",
-    "layer_table", "live_explorer", "load_fashion_mnist", "num_params", "out_size", "plot", "read_time_machine",
-    "report_provenance", "scale", "seed_everything", "show_images", "start_clock", "synthetic_data", "text_labels",
-    "train_classifier", "warn_if_slow_on_cpu",
+    "CacheDirError", "ChecksumError", "DataNotFoundError", "Diagram", "DiagramError", "History", "LivePlot",
+    "TensorLoader", "assert_quality", "current_scale", "draw_bptt", "draw_model", "draw_rnn", "evaluate_accuracy",
+    "frames_player", "get_device", "init_cnn", "keep_freed_memory", "layer_table", "live_explorer",
+    "load_fashion_mnist", "num_params", "out_size", "plot", "read_time_machine", "report_provenance", "scale",
+    "seed_everything", "show_images", "start_clock", "synthetic_data", "text_labels", "train_classifier",
+    "warn_if_slow_on_cpu",
 ]
