@@ -82,3 +82,18 @@ def test_glossary_parsing():
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Chapter"), cell])
     terms = make_pages.glossary_terms({Path("05_x.ipynb"): notebook})
     assert list(terms) == ["weight decay"] and terms["weight decay"][1] == "权重衰减"
+
+
+def test_status_page_reads_targets_and_full_scale_time():
+    install = nbformat.v4.new_code_cell("try:\n    import d2l_support\nexcept ImportError:\n    %pip install x")
+    checks = nbformat.v4.new_code_cell(
+        "d2l.assert_quality(a, full=0.88, quick=0.4)\nd2l.assert_quality(b, full=0.88, quick=0.5)\n"
+        "d2l.assert_quality(ppl, full=1.4, quick=3, name='perplexity', lower_is_better=True)")
+    notebook = nbformat.v4.new_notebook(cells=[install, checks])
+    assert make_pages.quality_targets(notebook) == ["test accuracy >= 0.88", "perplexity <= 1.4"]
+    runs = {}
+    for name, scale, seconds in [("a", "full", "90 s"), ("b", "quick", "20 s"), ("c", "full", "30 s")]:
+        run = nbformat.v4.new_code_cell()
+        run.outputs = [nbformat.v4.new_output("stream", text=f"Provenance\n  scale  {scale}\n  wall time  {seconds}\n")]
+        runs[Path(name)] = nbformat.v4.new_notebook(cells=[run])
+    assert make_pages.full_scale_minutes(runs) == (2.0, 2)
