@@ -372,3 +372,15 @@ def test_language_model_trains_in_train_mode_even_if_handed_over_in_eval_mode():
     text.train_language_model(net, text.SeqDataLoader(torch.arange(31) % 5, 2, 5),
                               torch.optim.SGD(net.parameters(), lr=0.1), 1, device="cpu", plot=False)
     assert modes == [True, True, True]
+
+
+def test_history_records_the_perplexity_of_the_whole_epoch():
+    """With learning rate 0 every epoch measures the same model: its perplexity over all windows, not one batch."""
+    loader = text.SeqDataLoader(torch.arange(61) % 7, 3, 4)
+    net = CountingLM(7)
+    history = text.train_language_model(net, loader, torch.optim.SGD(net.parameters(), lr=0.0), 2, device="cpu",
+                                        plot=False, theta=None)
+    windows = text.seq_data_iter_sequential(loader.corpus, 3, 4, offset=0)
+    losses = [F.cross_entropy(net(X, net.begin_state(3, "cpu"))[0], Y.T.reshape(-1)).item() for X, Y in windows]
+    assert len(set(losses)) > 1  # a single batch would give another number
+    assert history.perplexity == pytest.approx([math.exp(sum(losses) / len(losses))] * 2, rel=1e-5)
