@@ -1,4 +1,4 @@
-"""The benchmarks train the chapters' models and count their FLOPs correctly (benchmarks/)."""
+"""The benchmarks train the chapters' own models and count their FLOPs correctly (benchmarks/)."""
 
 import os
 import subprocess
@@ -7,16 +7,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from chapter_code import from_chapter
+
+from d2l_support.cnn import num_params
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import models  # noqa: E402
 import run  # noqa: E402
-
-
-def num_params(net: torch.nn.Module) -> int:
-    """Number of parameters PyTorch stores for a module."""
-    return sum(p.numel() for p in net.parameters())
 
 
 @pytest.mark.parametrize("model, chapter_count", [
@@ -28,6 +26,22 @@ def num_params(net: torch.nn.Module) -> int:
 ])
 def test_benchmark_models_have_the_chapters_parameter_counts(model, chapter_count):
     assert num_params(model()) == chapter_count
+
+
+@pytest.mark.parametrize("model, notebook, name, size", [
+    (models.lenet, "09_lenet", "lenet", 28),
+    (models.alexnet, "10_alexnet", "alexnet", 224),
+    (models.resnet18, "15_resnet", "resnet18", 96),
+])
+def test_benchmark_models_are_the_chapters_models(model, notebook, name, size):
+    """Layer by layer the chapter's modules, with its kernels, strides, paddings and parameter shapes."""
+    with torch.device("meta"):  # shapes only: no memory, no computation
+        chapter = from_chapter(notebook, name)()
+        chapter(torch.zeros(2, 1, size, size))  # sizes lazy layers as the benchmark does
+    ours = model()
+    assert repr(ours) == repr(chapter)
+    shapes = lambda net: [(key, value.shape) for key, value in net.state_dict().items()]
+    assert shapes(ours) == shapes(chapter)
 
 
 def test_benchmark_models_accept_their_image_size():

@@ -1,61 +1,18 @@
-"""Equation checks for the convolutions chapter (08): cross-correlation, padding and stride, channels, pooling."""
+"""The convolutions chapter's (08) own helpers: cross-correlation, padding and stride, channels, pooling."""
 
 import itertools
 
 import pytest
 import torch
 import torch.nn.functional as F
+from chapter_code import from_chapter
 from torch import nn
 
+from d2l_support.cnn import out_size
 
-def corr2d(X, K):
-    """Cross-correlate a 2-D input with a 2-D kernel (no padding, stride 1), as the chapter does."""
-    k_h, k_w = K.shape
-    Y = torch.zeros(X.shape[0] - k_h + 1, X.shape[1] - k_w + 1, dtype=X.dtype)
-    for i in range(Y.shape[0]):
-        for j in range(Y.shape[1]):
-            Y[i, j] = (X[i:i + k_h, j:j + k_w] * K).sum()
-    return Y
-
-
-def out_size(n, k, p=0, s=1):
-    """floor((n - k + 2p) / s) + 1."""
-    return (n - k + 2 * p) // s + 1
-
-
-def corr2d_padded(X, K, padding=(0, 0), stride=(1, 1)):
-    """Cross-correlation with zero padding on each side and a stride."""
-    (p_h, p_w), (s_h, s_w), (k_h, k_w) = padding, stride, K.shape
-    X = F.pad(X, (p_w, p_w, p_h, p_h))
-    Y = torch.zeros(out_size(X.shape[0], k_h, 0, s_h), out_size(X.shape[1], k_w, 0, s_w), dtype=X.dtype)
-    for i in range(Y.shape[0]):
-        for j in range(Y.shape[1]):
-            Y[i, j] = (X[i * s_h:i * s_h + k_h, j * s_w:j * s_w + k_w] * K).sum()
-    return Y
-
-
-def corr2d_multi_in(X, K):
-    """Sum of the per-channel cross-correlations."""
-    return sum(corr2d(x, k) for x, k in zip(X, K))
-
-
-def corr2d_multi_in_out(X, K):
-    """One multi-input cross-correlation per output kernel, stacked."""
-    return torch.stack([corr2d_multi_in(X, k) for k in K])
-
-
-def pool2d(X, pool_size, mode="max", padding=0, stride=None):
-    """Max or average pooling with PyTorch's padding conventions."""
-    p_h, p_w = pool_size
-    stride = stride or pool_size
-    X = F.pad(X, (padding,) * 4, value=float("-inf") if mode == "max" else 0.0)
-    Y = torch.zeros(out_size(X.shape[0], p_h, 0, stride[0]), out_size(X.shape[1], p_w, 0, stride[1]), dtype=X.dtype)
-    for i in range(Y.shape[0]):
-        for j in range(Y.shape[1]):
-            window = X[i * stride[0]:i * stride[0] + p_h, j * stride[1]:j * stride[1] + p_w]
-            Y[i, j] = window.max() if mode == "max" else window.mean()
-    return Y
-
+(corr2d, conv2d_true, conv2d_fft, corr2d_padded, corr2d_multi_in, corr2d_multi_in_out, corr2d_1x1,
+ pool2d) = from_chapter("08_convolutions", "corr2d", "conv2d_true", "conv2d_fft", "corr2d_padded", "corr2d_multi_in",
+                        "corr2d_multi_in_out", "corr2d_1x1", "pool2d")
 
 X09 = torch.arange(9.0).reshape(3, 3)
 K = torch.tensor([[0.0, 1.0], [2.0, 3.0]])
@@ -74,7 +31,7 @@ def test_corr2d_matches_conv2d_on_random_shapes(seed):
     K_rand = torch.randn(k_h, k_w, generator=gen, dtype=torch.float64)
     expected = F.conv2d(X[None, None], K_rand[None, None])[0, 0]
     assert corr2d(X, K_rand).shape == (n_h - k_h + 1, n_w - k_w + 1)
-    torch.testing.assert_close(corr2d(X, K_rand), expected)
+    torch.testing.assert_close(corr2d(X, K_rand), expected, check_dtype=False)  # the chapter stores float32
 
 
 def test_worked_example_of_the_notes():
@@ -102,13 +59,12 @@ def test_convolution_is_cross_correlation_with_flipped_kernel():
     direct = torch.zeros(7 - k_h + 1, 9 - k_w + 1, dtype=torch.float64)
     for i, j in itertools.product(range(direct.shape[0]), range(direct.shape[1])):
         direct[i, j] = sum(X[i + k_h - 1 - a, j + k_w - 1 - b] * K_rand[a, b] for a in range(k_h) for b in range(k_w))
-    torch.testing.assert_close(corr2d(X, K_rand.flip(0, 1)), direct)
+    torch.testing.assert_close(corr2d(X, K_rand.flip(0, 1)), direct, check_dtype=False)
+    torch.testing.assert_close(conv2d_true(X, K_rand), direct, check_dtype=False)
     # and via the Fourier transform (the chapter's independent check)
-    size = (7 + k_h - 1, 9 + k_w - 1)
-    full = torch.fft.irfft2(torch.fft.rfft2(X, s=size) * torch.fft.rfft2(K_rand, s=size), s=size)
-    torch.testing.assert_close(full[k_h - 1:7, k_w - 1:9], direct)
+    torch.testing.assert_close(conv2d_fft(X, K_rand), direct)
     # an asymmetric kernel gives different outputs for the two operations
-    assert not torch.allclose(corr2d(X, K_rand), direct)
+    assert not torch.allclose(corr2d(X, K_rand), direct.float())
     assert corr2d(X09, K.flip(0, 1)).tolist() == [[5, 11], [23, 29]]
 
 
@@ -160,7 +116,8 @@ def test_output_size_formula_matches_conv2d_over_a_grid():
         if n + 2 * p < k:
             continue
         Y = F.conv2d(torch.zeros(1, 1, n, n + 1), torch.zeros(1, 1, k, k), padding=p, stride=s)
-        assert Y.shape[-2:] == (out_size(n, k, p, s), out_size(n + 1, k, p, s)), (n, k, p, s)
+        window = dict(kernel=k, padding=p, stride=s)
+        assert Y.shape[-2:] == (out_size(n, **window), out_size(n + 1, **window)), (n, k, p, s)
         checked += 1
     assert checked > 800
 
@@ -169,19 +126,20 @@ def test_output_size_formula_matches_conv2d_over_a_grid():
                          [(224, 7, 3, 2), (28, 5, 2, 1), (14, 5, 0, 1), (7, 3, 1, 3), (8, 2, 0, 2)])
 def test_output_size_formula_matches_nn_conv2d(n, k, p, s):
     layer = nn.Conv2d(2, 3, kernel_size=k, padding=p, stride=s)
-    assert layer(torch.zeros(1, 2, n, n)).shape == (1, 3, out_size(n, k, p, s), out_size(n, k, p, s))
+    side = out_size(n, kernel=k, padding=p, stride=s)
+    assert layer(torch.zeros(1, 2, n, n)).shape == (1, 3, side, side)
 
 
 def test_notes_form_of_the_formula_is_the_same():
     """Seed 003 writes floor((n - k + p_total + s) / s) with p_total the padding of both sides."""
     for n, k, p, s in itertools.product(range(1, 15), range(1, 8), range(0, 4), range(1, 5)):
         if n + 2 * p >= k:
-            assert (n - k + 2 * p + s) // s == out_size(n, k, p, s)
+            assert (n - k + 2 * p + s) // s == out_size(n, kernel=k, padding=p, stride=s)
 
 
 def test_same_padding_and_divisible_stride():
     for n, k, s in itertools.product([8, 12, 24], [1, 3, 5, 7], [1, 2, 4]):
-        assert out_size(n, k, (k - 1) // 2, s) == n // s
+        assert out_size(n, kernel=k, padding=(k - 1) // 2, stride=s) == n // s
 
 
 @pytest.mark.parametrize("seed", range(20))
@@ -194,7 +152,7 @@ def test_padded_strided_corr2d_matches_conv2d(seed):
     X = torch.randn(n_h, n_w, generator=gen, dtype=torch.float64)
     K_rand = torch.randn(k_h, k_w, generator=gen, dtype=torch.float64)
     expected = F.conv2d(X[None, None], K_rand[None, None], padding=(p_h, p_w), stride=(s_h, s_w))[0, 0]
-    torch.testing.assert_close(corr2d_padded(X, K_rand, (p_h, p_w), (s_h, s_w)), expected)
+    torch.testing.assert_close(corr2d_padded(X, K_rand, (p_h, p_w), (s_h, s_w)), expected, check_dtype=False)
 
 
 # ---------------------------------------------------------------- channels
@@ -223,7 +181,7 @@ def test_multi_in_out_matches_conv2d():
     K_rand = torch.randn(4, 3, 2, 3, generator=gen, dtype=torch.float64)
     Y = corr2d_multi_in_out(X, K_rand)
     assert Y.shape == (4, 5, 5)
-    torch.testing.assert_close(Y, F.conv2d(X[None], K_rand)[0])
+    torch.testing.assert_close(Y, F.conv2d(X[None], K_rand)[0], check_dtype=False)
     corrected = torch.stack([X09, torch.arange(1.0, 10.0).reshape(3, 3)])
     K_three = torch.stack([K_TWO, K_TWO + 1, K_TWO + 2])
     assert corr2d_multi_in_out(corrected, K_three)[1].tolist() == [[76, 100], [148, 172]]
@@ -238,8 +196,7 @@ def test_1x1_convolution_is_a_dense_layer_over_channels():
     X = torch.randn(2, 5, 4, 6)
     torch.testing.assert_close(conv(X), dense(X.permute(0, 2, 3, 1)).permute(0, 3, 1, 2))
     # and as one matrix product over flattened pixels
-    W = conv.weight.reshape(3, 5)
-    by_matmul = (W @ X[0].reshape(5, -1)).reshape(3, 4, 6) + conv.bias[:, None, None]
+    by_matmul = corr2d_1x1(X[0], conv.weight) + conv.bias[:, None, None]
     torch.testing.assert_close(by_matmul, conv(X)[0])
 
 
@@ -261,8 +218,9 @@ def test_pooling_matches_nn_layers_with_padding_and_stride(seed):
     X = torch.randn(n_h, n_w, generator=gen, dtype=torch.float64)
     max_layer = nn.MaxPool2d((p_h, p_w), stride, pad)
     avg_layer = nn.AvgPool2d((p_h, p_w), stride, pad)
-    torch.testing.assert_close(pool2d(X, (p_h, p_w), "max", pad, stride), max_layer(X[None, None])[0, 0])
-    torch.testing.assert_close(pool2d(X, (p_h, p_w), "avg", pad, stride), avg_layer(X[None, None])[0, 0])
+    for mode, layer in (("max", max_layer), ("avg", avg_layer)):
+        torch.testing.assert_close(pool2d(X, (p_h, p_w), mode, pad, stride), layer(X[None, None])[0, 0],
+                                   check_dtype=False)
 
 
 def test_average_pooling_counts_padded_zeros():
@@ -284,7 +242,7 @@ def test_exercise_shapes():
     """Exercise ex-08-shapes: a ResNet stem takes 224 to 56."""
     Y = nn.MaxPool2d(3, 2, 1)(nn.Conv2d(1, 1, 7, 2, 3)(torch.zeros(1, 1, 224, 224)))
     assert Y.shape == (1, 1, 56, 56)
-    assert out_size(out_size(224, 7, 3, 2), 3, 1, 2) == 56
+    assert out_size(out_size(224, kernel=7, padding=3, stride=2), kernel=3, padding=1, stride=2) == 56
 
 
 def test_exercise_diagonal_edges():

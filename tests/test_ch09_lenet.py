@@ -1,26 +1,14 @@
-"""Checks for the LeNet chapter (09): layer shapes, parameter counts, the forward equations, the exercises."""
+"""The LeNet chapter's (09) own model: layer shapes, parameter counts, the forward equations, the exercises."""
 
 import pytest
 import torch
 import torch.nn.functional as F
+from chapter_code import from_chapter
 from torch import nn
 
+from d2l_support.cnn import num_params, out_size
 
-def lenet(activation=nn.Sigmoid, pooling=nn.AvgPool2d):
-    """LeNet-5 for 28x28 inputs, as built in the chapter."""
-    return nn.Sequential(
-        nn.Conv2d(1, 6, kernel_size=5, padding=2), activation(), pooling(kernel_size=2, stride=2),
-        nn.Conv2d(6, 16, kernel_size=5), activation(), pooling(kernel_size=2, stride=2),
-        nn.Flatten(),
-        nn.Linear(16 * 5 * 5, 120), activation(),
-        nn.Linear(120, 84), activation(),
-        nn.Linear(84, 10),
-    )
-
-
-def out_size(n, k, p=0, s=1):
-    """floor((n - k + 2p) / s) + 1."""
-    return (n - k + 2 * p) // s + 1
+lenet = from_chapter("09_lenet", "lenet")
 
 
 EXPECTED_SHAPES = [
@@ -38,28 +26,28 @@ def test_layer_output_shapes_and_parameters(activation, pooling):
     for layer, shape, params in zip(net, EXPECTED_SHAPES, EXPECTED_PARAMS, strict=True):
         X = layer(X)
         assert X.shape == (2, *shape), layer
-        assert sum(p.numel() for p in layer.parameters()) == params, layer
-    assert sum(p.numel() for p in net.parameters()) == 61_706
+        assert num_params(layer) == params, layer
+    assert num_params(net) == 61_706
 
 
 def test_shapes_follow_the_output_size_formula():
     side = 28
-    side = out_size(side, 5, p=2)
+    side = out_size(side, kernel=5, padding=2)
     assert side == 28
-    side = out_size(side, 2, s=2)
+    side = out_size(side, kernel=2, stride=2)
     assert side == 14
-    side = out_size(side, 5)
+    side = out_size(side, kernel=5)
     assert side == 10
-    side = out_size(side, 2, s=2)
+    side = out_size(side, kernel=2, stride=2)
     assert side == 5
 
 
 def test_parameter_formulas():
     conv = lambda c_in, c_out, k: c_out * (c_in * k * k + 1)
     dense = lambda d_in, d_out: d_out * (d_in + 1)
-    assert conv(1, 6, 5) == sum(p.numel() for p in nn.Conv2d(1, 6, 5).parameters())
-    assert conv(6, 16, 5) == sum(p.numel() for p in nn.Conv2d(6, 16, 5).parameters())
-    assert dense(400, 120) == sum(p.numel() for p in nn.Linear(400, 120).parameters())
+    assert conv(1, 6, 5) == num_params(nn.Conv2d(1, 6, 5))
+    assert conv(6, 16, 5) == num_params(nn.Conv2d(6, 16, 5))
+    assert dense(400, 120) == num_params(nn.Linear(400, 120))
     total = conv(1, 6, 5) + conv(6, 16, 5) + dense(400, 120) + dense(120, 84) + dense(84, 10)
     assert total == 61_706
     assert dense(400, 120) / total > 0.75  # most parameters sit in the first dense layer
@@ -82,7 +70,7 @@ def test_exercise_without_padding():
     net = nn.Sequential(nn.Conv2d(1, 6, 5), *lenet()[1:7], nn.Linear(256, 120), *lenet()[8:])
     assert net(torch.zeros(1, 1, 28, 28)).shape == (1, 10)
     assert net[:7](torch.zeros(1, 1, 28, 28)).shape == (1, 256)
-    assert sum(p.numel() for p in net.parameters()) == 44_426
+    assert num_params(net) == 44_426
 
 
 def test_exercise_receptive_field():

@@ -1,16 +1,20 @@
-"""Chapters 10-13 (AlexNet, VGG, NiN, GoogLeNet): shapes, parameter counts and the errata checks."""
+"""Chapters 10-13 (AlexNet, VGG, NiN, GoogLeNet): the chapters' own models against shapes, parameter counts by
+formula, and the errata."""
 
 import pytest
 import torch
 import torch.nn.functional as F
+from chapter_code import from_chapter
 from torch import nn
 
+from d2l_support.cnn import init_cnn, num_params, out_size
+
+alexnet = from_chapter("10_alexnet", "alexnet")
+VGG11, vgg_block, notes_vgg_block, vgg = from_chapter("11_vgg", "VGG11", "vgg_block", "notes_vgg_block", "vgg")
+nin_block, nin, d2l_nin = from_chapter("12_nin", "nin_block", "nin", "d2l_nin")
+Inception, INCEPTION, googlenet = from_chapter("13_googlenet", "Inception", "INCEPTION", "googlenet")
+
 # ---------------------------------------------------------------- independent formulas
-
-
-def out_size(n: int, k: int, s: int = 1, p: int = 0) -> int:
-    """Output height of a convolution or pooling window: floor((n - k + 2p) / s) + 1."""
-    return (n - k + 2 * p) // s + 1
 
 
 def conv_params(c_in: int, c_out: int, k: int) -> int:
@@ -23,127 +27,11 @@ def linear_params(n_in: int, n_out: int) -> int:
     return n_out * (n_in + 1)
 
 
-def numel(net: nn.Module) -> int:
-    """Number of parameters PyTorch stores for a module."""
-    return sum(p.numel() for p in net.parameters())
-
-
-# ---------------------------------------------------------------- the four architectures
-
-
-def alexnet(hidden: int = 4096, resize: int = 224) -> nn.Sequential:
-    """D2L's Fashion-MNIST AlexNet; `hidden` is the width of the two hidden fully connected layers."""
-    n = out_size(out_size(out_size(out_size(resize, 11, 4), 3, 2), 3, 2), 3, 2)
-    return nn.Sequential(
-        nn.Conv2d(1, 96, kernel_size=11, stride=4), nn.ReLU(), nn.MaxPool2d(3, stride=2),
-        nn.Conv2d(96, 256, kernel_size=5, padding=2), nn.ReLU(), nn.MaxPool2d(3, stride=2),
-        nn.Conv2d(256, 384, kernel_size=3, padding=1), nn.ReLU(),
-        nn.Conv2d(384, 384, kernel_size=3, padding=1), nn.ReLU(),
-        nn.Conv2d(384, 256, kernel_size=3, padding=1), nn.ReLU(), nn.MaxPool2d(3, stride=2),
-        nn.Flatten(),
-        nn.Linear(256 * n * n, hidden), nn.ReLU(), nn.Dropout(0.5),
-        nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(0.5),
-        nn.Linear(hidden, 10),
-    )
-
-
-def vgg_block(num_convs: int, in_channels: int, out_channels: int) -> nn.Sequential:
-    """VGG block with a ReLU after every convolution."""
-    layers = []
-    for i in range(num_convs):
-        layers += [nn.Conv2d(in_channels if i == 0 else out_channels, out_channels, 3, padding=1), nn.ReLU()]
-    return nn.Sequential(*layers, nn.MaxPool2d(2, stride=2))
-
-
-def buggy_vgg_block(num_convs: int, in_channels: int, out_channels: int) -> nn.Sequential:
-    """The source notes' block: the ReLU is appended only in the else branch."""
-    layers = []
-    for i in range(num_convs):
-        if i == 0:
-            layers.append(nn.Conv2d(in_channels, out_channels, 3, padding=1))
-        else:
-            layers.append(nn.Conv2d(out_channels, out_channels, 3, padding=1))
-            layers.append(nn.ReLU())
-    return nn.Sequential(*layers, nn.MaxPool2d(2, stride=2))
-
-
-VGG11 = ((1, 64), (1, 128), (2, 256), (2, 512), (2, 512))
-
-
-def vgg(conv_arch=VGG11, ratio: int = 4, resize: int = 224, block=vgg_block) -> nn.Sequential:
-    """VGG with every block's channels divided by `ratio`."""
-    blocks, c_in = [], 1
-    for num_convs, c_out in conv_arch:
-        blocks.append(block(num_convs, c_in, c_out // ratio))
-        c_in = c_out // ratio
-    n = resize // 2 ** len(conv_arch)
-    return nn.Sequential(*blocks, nn.Flatten(),
-                         nn.Linear(c_in * n * n, 4096), nn.ReLU(), nn.Dropout(0.5),
-                         nn.Linear(4096, 4096), nn.ReLU(), nn.Dropout(0.5), nn.Linear(4096, 10))
-
-
-def nin_block(in_channels: int, out_channels: int, kernel_size: int, stride: int, padding: int) -> nn.Sequential:
-    """One convolution followed by two 1x1 convolutions, each with a ReLU."""
-    return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding), nn.ReLU(),
-        nn.Conv2d(out_channels, out_channels, 1), nn.ReLU(),
-        nn.Conv2d(out_channels, out_channels, 1), nn.ReLU())
-
-
-def nin_trunk() -> list[nn.Module]:
-    """The first three NiN blocks with their pooling layers, and the dropout before the fourth block."""
-    return [nin_block(1, 96, 11, 4, 0), nn.MaxPool2d(3, stride=2),
-            nin_block(96, 256, 5, 1, 2), nn.MaxPool2d(3, stride=2),
-            nin_block(256, 384, 3, 1, 1), nn.MaxPool2d(3, stride=2), nn.Dropout(0.5)]
-
-
-def nin() -> nn.Sequential:
-    """The chapter's NiN: a 384-channel fourth block, then a 1x1 score layer without ReLU and global average pooling."""
-    return nn.Sequential(*nin_trunk(), nin_block(384, 384, 3, 1, 1), nn.Conv2d(384, 10, 1),
-                         nn.AdaptiveAvgPool2d(1), nn.Flatten())
-
-
-def d2l_nin() -> nn.Sequential:
-    """D2L's NiN: the fourth block is narrowed to the 10 classes and ends with a ReLU."""
-    return nn.Sequential(*nin_trunk(), nin_block(384, 10, 3, 1, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten())
-
-
-class Inception(nn.Module):
-    """Four parallel paths concatenated along the channels."""
-
-    def __init__(self, in_c: int, c1: int, c2: tuple, c3: tuple, c4: int):
-        super().__init__()
-        self.p1_1 = nn.Conv2d(in_c, c1, 1)
-        self.p2_1, self.p2_2 = nn.Conv2d(in_c, c2[0], 1), nn.Conv2d(c2[0], c2[1], 3, padding=1)
-        self.p3_1, self.p3_2 = nn.Conv2d(in_c, c3[0], 1), nn.Conv2d(c3[0], c3[1], 5, padding=2)
-        self.p4_1, self.p4_2 = nn.MaxPool2d(3, stride=1, padding=1), nn.Conv2d(in_c, c4, 1)
-
-    def forward(self, x):
-        p1 = F.relu(self.p1_1(x))
-        p2 = F.relu(self.p2_2(F.relu(self.p2_1(x))))
-        p3 = F.relu(self.p3_2(F.relu(self.p3_1(x))))
-        p4 = F.relu(self.p4_2(self.p4_1(x)))
-        return torch.cat((p1, p2, p3, p4), dim=1)
-
-
-INCEPTION = {  # module -> (in_c, c1, c2, c3, c4) of each Inception block
-    "b3": [(192, 64, (96, 128), (16, 32), 32), (256, 128, (128, 192), (32, 96), 64)],
-    "b4": [(480, 192, (96, 208), (16, 48), 64), (512, 160, (112, 224), (24, 64), 64),
-           (512, 128, (128, 256), (24, 64), 64), (512, 112, (144, 288), (32, 64), 64),
-           (528, 256, (160, 320), (32, 128), 128)],
-    "b5": [(832, 256, (160, 320), (32, 128), 128), (832, 384, (192, 384), (48, 128), 128)],
-}
-
-
-def googlenet() -> nn.Sequential:
-    """GoogLeNet for Fashion-MNIST: modules b1..b5 and a linear head."""
-    pool = lambda: nn.MaxPool2d(3, stride=2, padding=1)
-    b1 = nn.Sequential(nn.Conv2d(1, 64, 7, stride=2, padding=3), nn.ReLU(), pool())
-    b2 = nn.Sequential(nn.Conv2d(64, 64, 1), nn.ReLU(), nn.Conv2d(64, 192, 3, padding=1), nn.ReLU(), pool())
-    b3 = nn.Sequential(*[Inception(*cfg) for cfg in INCEPTION["b3"]], pool())
-    b4 = nn.Sequential(*[Inception(*cfg) for cfg in INCEPTION["b4"]], pool())
-    b5 = nn.Sequential(*[Inception(*cfg) for cfg in INCEPTION["b5"]], nn.AdaptiveAvgPool2d(1), nn.Flatten())
-    return nn.Sequential(b1, b2, b3, b4, b5, nn.Linear(1024, 10))
+def built(net: nn.Module, size: int) -> nn.Module:
+    """`net` after one 1 x size x size image has fixed the shapes of its lazy layers."""
+    with torch.no_grad():
+        net(torch.zeros(1, 1, size, size))
+    return net
 
 
 def shapes(net: nn.Sequential, size: int) -> list[tuple]:
@@ -162,7 +50,16 @@ def shapes(net: nn.Sequential, size: int) -> list[tuple]:
 ALEXNET_CONVS = [(1, 96, 11), (96, 256, 5), (256, 384, 3), (384, 384, 3), (384, 256, 3)]
 
 
-def alexnet_params(hidden: int, flat: int = 6400) -> int:
+def alexnet_side(size: int) -> int:
+    """Side of AlexNet's last feature map by the output-size formula: an 11 x 11 stride-4 convolution and three
+    3 x 3 stride-2 poolings change it; the padded 5 x 5 and 3 x 3 convolutions keep it."""
+    n = out_size(size, kernel=11, stride=4)
+    for _ in range(3):
+        n = out_size(n, kernel=3, stride=2)
+    return n
+
+
+def alexnet_params(hidden: int, flat: int = 256 * alexnet_side(224) ** 2) -> int:
     """AlexNet's parameter count from the layer definitions."""
     convs = sum(conv_params(*c) for c in ALEXNET_CONVS)
     return convs + linear_params(flat, hidden) + linear_params(hidden, hidden) + linear_params(hidden, 10)
@@ -174,22 +71,25 @@ def test_alexnet_shapes_at_224():
     assert convs_and_pools == [(1, 96, 54, 54), (1, 96, 26, 26), (1, 256, 26, 26), (1, 256, 12, 12),
                                (1, 384, 12, 12), (1, 384, 12, 12), (1, 256, 12, 12), (1, 256, 5, 5), (1, 6400)]
     assert got[-1] == (1, 10)
+    assert got[13] == (1, 256 * alexnet_side(224) ** 2)
 
 
 def test_alexnet_smallest_resolution():
     """67 pixels is the smallest input for which the last pooling window still fits."""
-    assert shapes(alexnet(resize=67), 67)[13] == (1, 256)
+    assert shapes(alexnet(), 67)[13] == (1, 256) and alexnet_side(67) == 1
     with pytest.raises(RuntimeError):
-        shapes(alexnet(resize=67), 66)
+        shapes(alexnet(), 66)
+    with pytest.raises(ValueError, match="does not fit"):
+        alexnet_side(66)
 
 
 def test_alexnet_parameter_count():
-    assert numel(alexnet()) == alexnet_params(4096) == 46_764_746
+    assert num_params(built(alexnet(), 224)) == alexnet_params(4096) == 46_764_746
 
 
 def test_alexnet_4096_not_496():
     """Errata: the hidden layers have 4096 outputs; with 496 the model would be 6.5 times smaller."""
-    assert numel(alexnet(hidden=496)) == alexnet_params(496) == 7_150_346
+    assert num_params(built(alexnet(hidden=496), 224)) == alexnet_params(496) == 7_150_346
     assert alexnet_params(4096) - alexnet_params(496) == 39_614_400
     fc = linear_params(6400, 4096) + linear_params(4096, 4096) + linear_params(4096, 10)
     assert fc / alexnet_params(4096) > 0.9  # the fully connected layers hold over 90% of the parameters
@@ -206,12 +106,12 @@ def count_relus(net: nn.Module) -> int:
 @pytest.mark.parametrize("num_convs", [1, 2, 3])
 def test_vgg_block_relu_count(num_convs):
     assert count_relus(vgg_block(num_convs, 3, 8)) == num_convs
-    assert count_relus(buggy_vgg_block(num_convs, 3, 8)) == num_convs - 1
+    assert count_relus(notes_vgg_block(num_convs, 3, 8)) == num_convs - 1
 
 
 def test_vgg11_relu_count_correct_vs_buggy():
     convs = lambda net: sum(isinstance(m, nn.Conv2d) for m in net.modules())
-    good, bad = vgg(ratio=16, resize=32), vgg(ratio=16, resize=32, block=buggy_vgg_block)
+    good, bad = vgg(VGG11, ratio=16), vgg(VGG11, ratio=16, block=notes_vgg_block)
     assert convs(good) == convs(bad) == 8
     assert count_relus(good[:5]) == 8 and count_relus(bad[:5]) == 3
 
@@ -219,7 +119,7 @@ def test_vgg11_relu_count_correct_vs_buggy():
 def test_buggy_block_collapses_to_one_5x5_convolution():
     """Without a ReLU in between, two 3x3 convolutions equal one 5x5 convolution away from the border."""
     torch.manual_seed(0)
-    block = buggy_vgg_block(2, 3, 4)
+    block = notes_vgg_block(2, 3, 4)
     conv1, conv2 = block[0], block[1]
     W1, b1, W2, b2 = conv1.weight, conv1.bias, conv2.weight, conv2.bias
     K = torch.zeros(4, 3, 5, 5)
@@ -238,7 +138,7 @@ def test_buggy_block_collapses_to_one_5x5_convolution():
 
 @pytest.mark.parametrize(("ratio", "resize"), [(4, 224), (16, 32)])
 def test_vgg11_shapes(ratio, resize):
-    got = shapes(vgg(ratio=ratio, resize=resize), resize)
+    got = shapes(vgg(VGG11, ratio=ratio), resize)
     for i, (_, c) in enumerate(VGG11):
         assert got[i] == (1, c // ratio, resize // 2 ** (i + 1), resize // 2 ** (i + 1))
     assert got[5] == (1, 512 // ratio * (resize // 32) ** 2)
@@ -252,7 +152,7 @@ def test_vgg11_parameter_count():
             expected += conv_params(c_in if i == 0 else c // ratio, c // ratio, 3)
         c_in = c // ratio
     expected += linear_params(c_in * 7 * 7, 4096) + linear_params(4096, 4096) + linear_params(4096, 10)
-    assert numel(vgg(ratio=4)) == expected == 43_093_322
+    assert num_params(built(vgg(VGG11, ratio=4), 224)) == expected == 43_093_322
 
 
 # ---------------------------------------------------------------- NiN (chapter 12)
@@ -281,8 +181,8 @@ def nin_block_params(c_in: int, c_out: int, k: int) -> int:
 def test_nin_parameter_count_and_alexnet_ratio():
     trunk = sum(nin_block_params(*b) for b in NIN_TRUNK)
     expected = trunk + nin_block_params(384, 384, 3) + conv_params(384, 10, 1)
-    assert numel(nin()) == expected == 3_584_394
-    assert numel(d2l_nin()) == trunk + nin_block_params(384, 10, 3) == 1_992_166
+    assert num_params(nin()) == expected == 3_584_394
+    assert num_params(d2l_nin()) == trunk + nin_block_params(384, 10, 3) == 1_992_166
     assert alexnet_params(4096) / expected > 13  # NiN has about 13 times fewer parameters than AlexNet
 
 
@@ -291,7 +191,7 @@ def test_nin_runs_at_any_size_with_the_same_parameters():
     with torch.no_grad():
         for size in (67, 100, 131):
             assert net(torch.zeros(1, 1, size, size)).shape == (1, 10)
-    assert numel(net) == 3_584_394
+    assert num_params(net) == 3_584_394
     assert alexnet_params(4096, flat=256 * 1 * 1) != alexnet_params(4096)  # AlexNet's count depends on the size
 
 
@@ -301,11 +201,7 @@ def test_d2l_nin_has_dead_classes_and_the_chapter_nin_has_none():
 
     def dead_classes(make, seed):
         torch.manual_seed(seed)
-        net = make().eval()
-        for m in net.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
-                nn.init.zeros_(m.bias)
+        net = init_cnn(make().eval())  # He-normal weights, zero biases
         with torch.no_grad():
             return int((net(X) == 0).all(dim=0).sum())
 
@@ -389,4 +285,4 @@ def test_googlenet_parameter_count():
     expected = conv_params(1, 64, 7) + conv_params(64, 64, 1) + conv_params(64, 192, 3)
     expected += sum(inception_params(*cfg) for module in INCEPTION.values() for cfg in module)
     expected += linear_params(1024, 10)
-    assert numel(googlenet()) == expected == 5_977_530
+    assert num_params(googlenet()) == expected == 5_977_530

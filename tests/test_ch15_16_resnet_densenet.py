@@ -1,93 +1,27 @@
 """Equation and errata checks for chapters 15 (ResNet) and 16 (DenseNet).
 
-The models are defined here again, independently of the notebooks, and checked against torchvision, autograd,
+The chapters' own models and helpers, read from the notebooks, are checked against torchvision, autograd,
 functional re-computations and parameter counts derived by formula.
 """
-
-from collections import OrderedDict
 
 import pytest
 import torch
 import torchvision
+from chapter_code import chapter_namespace, from_chapter
 from torch import nn
 from torch.nn import functional as F
 from torchvision.models.resnet import BasicBlock
 
+from d2l_support.cnn import num_params
+
+(Residual, resnet_block, resnet_block_as_in_notes, resnet_block_list_fixed, resnet18, zero_last_bn, Skip,
+ layer_grad_norms, sgd_cosine) = from_chapter(
+    "15_resnet", "Residual", "resnet_block", "resnet_block_as_in_notes", "resnet_block_list_fixed", "resnet18",
+    "zero_last_bn", "Skip", "layer_grad_norms", "sgd_cosine")
+conv_block, DenseBlock, transition_block, densenet = from_chapter(
+    "16_densenet", "conv_block", "DenseBlock", "transition_block", "densenet")
+
 # ---------------------------------------------------------------- chapter 15: ResNet
-
-
-class Residual(nn.Module):
-    """Residual block: relu(x + BN(conv(relu(BN(conv(x)))))), with an optional 1x1 shortcut convolution."""
-
-    def __init__(self, in_channels, out_channels, use_1x1conv=False, stride=1):
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, stride=stride)
-        self.bn1 = nn.BatchNorm2d(out_channels)
-        self.conv2 = nn.Conv2d(out_channels, out_channels, kernel_size=3, padding=1)
-        self.bn2 = nn.BatchNorm2d(out_channels)
-        self.conv3 = nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=stride) if use_1x1conv else None
-
-    def forward(self, X):
-        Y = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(X)))))
-        return F.relu(Y + (X if self.conv3 is None else self.conv3(X)))
-
-
-def resnet_block(in_channels, out_channels, num_residuals, first_block=False):
-    """Correct stage builder: a downsampling block first (unless first_block), then identity blocks."""
-    blk = []
-    for i in range(num_residuals):
-        if i == 0 and not first_block:
-            blk.append(Residual(in_channels, out_channels, use_1x1conv=True, stride=2))
-        else:
-            blk.append(Residual(out_channels, out_channels))
-    return nn.Sequential(*blk)
-
-
-def resnet_block_as_in_notes(in_channels, out_channels, num_residuals, first_block=False):
-    """The source notes' builder: `blk` never created, `else:` missing."""
-    if first_block:
-        assert in_channels == out_channels
-    for i in range(num_residuals):
-        if i == 0 and not first_block:
-            blk.append(Residual(in_channels, out_channels, use_1x1conv=True, stride=2))  # noqa: F821
-            blk.append(Residual(out_channels, out_channels))  # noqa: F821
-    return nn.Sequential(*blk)  # noqa: F821
-
-
-def resnet_block_list_fixed(in_channels, out_channels, num_residuals, first_block=False):
-    """The notes' builder with only `blk = []` added."""
-    blk = []
-    for i in range(num_residuals):
-        if i == 0 and not first_block:
-            blk.append(Residual(in_channels, out_channels, use_1x1conv=True, stride=2))
-            blk.append(Residual(out_channels, out_channels))
-    return nn.Sequential(*blk)
-
-
-def resnet18(num_classes=10, width=64, builder=resnet_block):
-    """ResNet-18 for one-channel images."""
-    c = [width, 2 * width, 4 * width, 8 * width]
-    return nn.Sequential(OrderedDict(
-        stem=nn.Sequential(nn.Conv2d(1, c[0], kernel_size=7, stride=2, padding=3), nn.BatchNorm2d(c[0]), nn.ReLU(),
-                           nn.MaxPool2d(kernel_size=3, stride=2, padding=1)),
-        stage1=builder(c[0], c[0], 2, first_block=True),
-        stage2=builder(c[0], c[1], 2),
-        stage3=builder(c[1], c[2], 2),
-        stage4=builder(c[2], c[3], 2),
-        pool=nn.AdaptiveAvgPool2d(1),
-        flatten=nn.Flatten(),
-        fc=nn.Linear(c[3], num_classes),
-    ))
-
-
-def num_params(module):
-    return sum(p.numel() for p in module.parameters())
-
-
-def zero_last_bn(blk):
-    nn.init.zeros_(blk.bn2.weight)
-    nn.init.zeros_(blk.bn2.bias)
-    return blk
 
 
 @pytest.fixture(autouse=True)
@@ -215,7 +149,7 @@ def test_resnet18_parameter_count_value_and_torchvision_difference():
     assert num_params(net) - num_params(tv) == conv_biases - shortcut_bn
 
 
-def test_errata_resnet_block_as_in_notes():
+def test_errata_resnet_block_as_in_notes(monkeypatch):
     with pytest.raises(NameError, match="blk"):
         resnet_block_as_in_notes(8, 16, 2)
     with pytest.raises(NameError, match="blk"):
@@ -225,21 +159,14 @@ def test_errata_resnet_block_as_in_notes():
         assert len(resnet_block_list_fixed(8, 16, n)) == 2
         assert len(resnet_block(8, 8, n, first_block=True)) == n
         assert len(resnet_block(8, 16, n)) == n
-    # the half-fixed builder runs silently: ResNet-18 loses its whole first stage
-    broken, correct = resnet18(width=8, builder=resnet_block_list_fixed), resnet18(width=8)
+    # the half-fixed builder runs silently: the chapter's ResNet-18 built with it loses its whole first stage
+    correct = resnet18(width=8)
+    monkeypatch.setitem(chapter_namespace("15_resnet"), "resnet_block", resnet_block_list_fixed)
+    broken = resnet18(width=8)
     stages = ["stage1", "stage2", "stage3", "stage4"]
     assert [len(getattr(broken, s)) for s in stages] == [0, 2, 2, 2]
     assert [len(getattr(correct, s)) for s in stages] == [2, 2, 2, 2]
     assert broken(torch.zeros(2, 1, 64, 64)).shape == (2, 10)
-
-
-class Skip(nn.Module):
-    def __init__(self, branch):
-        super().__init__()
-        self.branch = branch
-
-    def forward(self, x):
-        return x + self.branch(x)
 
 
 def test_residual_jacobian_is_identity_plus_branch_jacobian():
@@ -248,19 +175,6 @@ def test_residual_jacobian_is_identity_plus_branch_jacobian():
     J_block = torch.autograd.functional.jacobian(Skip(branch), x)
     J_branch = torch.autograd.functional.jacobian(branch, x)
     torch.testing.assert_close(J_block, torch.eye(5, dtype=torch.float64) + J_branch)
-
-
-def layer_grad_norms(depth, residual, width=32):
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        branches = [nn.Sequential(nn.Linear(width, width), nn.ReLU(), nn.Linear(width, width))
-                    for _ in range(depth // 2)]
-    net = nn.Sequential(*[Skip(b) if residual else b for b in branches], nn.Linear(width, 10)).double()
-    gen = torch.Generator().manual_seed(1)
-    X = torch.randn(64, width, generator=gen, dtype=torch.float64)
-    y = torch.randint(0, 10, (64,), generator=gen)
-    F.cross_entropy(net(X), y).backward()
-    return [layer.weight.grad.norm().item() for b in branches for layer in b if isinstance(layer, nn.Linear)]
 
 
 def test_first_layer_gradient_plain_vs_residual():
@@ -274,13 +188,6 @@ def test_first_layer_gradient_plain_vs_residual():
     # shallow networks barely differ
     shallow_plain, shallow_residual = layer_grad_norms(2, False), layer_grad_norms(2, True)
     assert 0.5 < shallow_residual[0] / shallow_plain[0] < 2
-
-
-def sgd_cosine(params, lr, total_steps):
-    optimizer = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=5e-4)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
-    optimizer.register_step_post_hook(lambda *_: schedule.step())
-    return optimizer
 
 
 def test_cosine_schedule_advances_once_per_optimizer_step():
@@ -298,45 +205,6 @@ def test_cosine_schedule_advances_once_per_optimizer_step():
 
 
 # ---------------------------------------------------------------- chapter 16: DenseNet
-
-
-def conv_block(in_channels, out_channels):
-    return nn.Sequential(nn.BatchNorm2d(in_channels), nn.ReLU(),
-                         nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1))
-
-
-class DenseBlock(nn.Module):
-    def __init__(self, num_convs, in_channels, growth_rate):
-        super().__init__()
-        self.layers = nn.ModuleList(conv_block(in_channels + i * growth_rate, growth_rate)
-                                    for i in range(num_convs))
-        self.out_channels = in_channels + num_convs * growth_rate
-
-    def forward(self, X):
-        for layer in self.layers:
-            X = torch.cat((X, layer(X)), dim=1)
-        return X
-
-
-def transition_block(in_channels, out_channels):
-    return nn.Sequential(nn.BatchNorm2d(in_channels), nn.ReLU(),
-                         nn.Conv2d(in_channels, out_channels, kernel_size=1), nn.AvgPool2d(kernel_size=2, stride=2))
-
-
-def densenet(num_classes=10, width=64, growth_rate=32, convs_per_block=(4, 4, 4, 4)):
-    layers = OrderedDict(stem=nn.Sequential(
-        nn.Conv2d(1, width, kernel_size=7, stride=2, padding=3), nn.BatchNorm2d(width), nn.ReLU(),
-        nn.MaxPool2d(kernel_size=3, stride=2, padding=1)))
-    channels = width
-    for i, num_convs in enumerate(convs_per_block):
-        layers[f"dense{i + 1}"] = DenseBlock(num_convs, channels, growth_rate)
-        channels += num_convs * growth_rate
-        if i < len(convs_per_block) - 1:
-            layers[f"trans{i + 1}"] = transition_block(channels, channels // 2)
-            channels //= 2
-    layers.update(norm=nn.BatchNorm2d(channels), relu=nn.ReLU(), pool=nn.AdaptiveAvgPool2d(1),
-                  flatten=nn.Flatten(), fc=nn.Linear(channels, num_classes))
-    return nn.Sequential(layers)
 
 
 @pytest.mark.parametrize("num_convs, in_channels, growth_rate", [(1, 3, 10), (2, 3, 10), (4, 64, 32), (3, 5, 7)])
