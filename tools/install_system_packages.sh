@@ -15,5 +15,5 @@ if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${needed[@]}" >/dev/null
 else
   echo "Not root or no apt: skipping ${needed[*]} (sudo bash tools/install_system_packages.sh installs them)."
-  echo "Data then comes from D2L_DATA_DIR, ../shared/data or a download; the site tests need Chromium."
+  echo "Fashion-MNIST then comes from D2L_DATA_DIR, ~/.cache/d2l_support or a download; the site tests need Chromium."
 fi
