@@ -174,3 +174,45 @@ def test_training_without_clipping_blows_up_where_clipping_does_not():
             loss = text.train_lm_epoch(net, loader, optimizer, theta, False, torch.device("cpu")).loss
         final[theta] = math.exp(loss) if loss < 700 else math.inf
     assert final[0.1] < 28 < final[None]  # uniform guessing over 28 characters scores 28 (inf also counts)
+
+
+def stacked_rnn_by_hand(rnn, X, H0=None):
+    """Output and final state of a multi-layer, possibly bidirectional tanh nn.RNN, rebuilt from its parameters."""
+    directions = 2 if rnn.bidirectional else 1
+    finals = []
+    for layer in range(rnn.num_layers):
+        outputs = []
+        for direction, suffix in enumerate(["", "_reverse"][:directions]):
+            W_ih, W_hh, b_ih, b_hh = (getattr(rnn, f"{name}_l{layer}{suffix}")
+                                      for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+            H = torch.zeros(X.shape[1], rnn.hidden_size) if H0 is None else H0[layer * directions + direction]
+            states = [None] * len(X)
+            for t in reversed(range(len(X))) if suffix else range(len(X)):
+                H = torch.tanh(X[t] @ W_ih.T + b_ih + H @ W_hh.T + b_hh)
+                states[t] = H
+            outputs.append(torch.stack(states))
+            finals.append(H)
+        X = torch.cat(outputs, dim=2)
+    return X, torch.stack(finals)
+
+
+@pytest.mark.parametrize(("num_layers", "bidirectional"), [(1, False), (2, False), (1, True), (2, True), (3, True)])
+def test_multilayer_and_bidirectional_shapes_and_values(num_layers, bidirectional):
+    steps, batch, inputs, hidden = 5, 3, 4, 6
+    directions = 2 if bidirectional else 1
+    torch.manual_seed(0)
+    rnn = nn.RNN(inputs, hidden, num_layers=num_layers, bidirectional=bidirectional)
+    X = torch.randn(steps, batch, inputs, generator=torch.Generator().manual_seed(1))
+    H0 = torch.randn(num_layers * directions, batch, hidden, generator=torch.Generator().manual_seed(2))
+    for state in (None, H0):
+        output, final = rnn(X, state)
+        assert output.shape == (steps, batch, directions * hidden)
+        assert final.shape == (num_layers * directions, batch, hidden)
+        output_hand, final_hand = stacked_rnn_by_hand(rnn, X, state)
+        assert torch.allclose(output, output_hand, atol=1e-6) and torch.allclose(final, final_hand, atol=1e-6)
+    top = final.reshape(num_layers, directions, batch, hidden)[-1]
+    assert torch.equal(top[0], output[-1, :, :hidden])  # forward: the state after the last step
+    if bidirectional:
+        assert torch.equal(top[1], output[0, :, hidden:])  # backward: the state after the first step
+    if bidirectional and num_layers > 1:
+        assert rnn.weight_ih_l1.shape == (hidden, 2 * hidden)  # the second layer reads both directions
