@@ -1,4 +1,5 @@
-"""What the convolutional chapters teach once and reuse: output sizes, parameter counts, layer tables, initialisation.
+"""What the convolutional chapters teach once and reuse: output sizes, parameter counts, layer tables, initialisation,
+and AlexNet, which the NiN chapter compares with its own network.
 
 Each function is written out in the chapter that introduces it (chapters 08, 09 and 10); a test checks that the
 chapter's code and this module's are the same, and later chapters import them from here.
@@ -56,3 +57,23 @@ def init_cnn(net: nn.Module, X: torch.Tensor | None = None, rule: str = "he") ->
             if layer.bias is not None:
                 nn.init.zeros_(layer.bias)
     return net
+
+
+def alexnet(hidden: int = 4096) -> nn.Sequential:
+    """AlexNet for 1-channel images and 10 classes; `hidden` is the width of the two hidden FC layers (chapter 10)."""
+    return nn.Sequential(
+        # convolutional part: large windows first, then 3 x 3; overlapping 3 x 3 max pooling with stride 2
+        nn.Conv2d(1, 96, kernel_size=11, stride=4), nn.ReLU(),
+        nn.MaxPool2d(kernel_size=3, stride=2),
+        nn.Conv2d(96, 256, kernel_size=5, padding=2), nn.ReLU(),
+        nn.MaxPool2d(kernel_size=3, stride=2),
+        nn.Conv2d(256, 384, kernel_size=3, padding=1), nn.ReLU(),
+        nn.Conv2d(384, 384, kernel_size=3, padding=1), nn.ReLU(),
+        nn.Conv2d(384, 256, kernel_size=3, padding=1), nn.ReLU(),
+        nn.MaxPool2d(kernel_size=3, stride=2),
+        # fully connected part: two wide hidden layers with dropout, then the 10 class scores
+        nn.Flatten(),
+        nn.LazyLinear(hidden), nn.ReLU(), nn.Dropout(0.5),
+        nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(0.5),
+        nn.Linear(hidden, 10),
+    )

@@ -12,7 +12,7 @@ from d2l_support import cnn
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 TAUGHT_IN = {"out_size": "08_convolutions", "num_params": "09_lenet", "layer_table": "09_lenet",
-             "init_cnn": "10_alexnet"}
+             "init_cnn": "10_alexnet", "alexnet": "10_alexnet"}
 
 
 def definitions(notebook: Path) -> dict[str, str]:
