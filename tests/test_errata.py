@@ -3,7 +3,11 @@
 import pytest
 import torch
 import torch.nn.functional as F
+import torchvision
 from torch import nn
+from torchvision.models.googlenet import Inception
+
+import d2l_support as d2l
 
 
 def vgg_block(num_convs, in_channels, out_channels, relu_after_first=True):
@@ -53,39 +57,23 @@ def test_pytorch_momentum_is_the_weight_of_the_new_batch(momentum):
     assert torch.allclose(bn.running_mean, momentum * x.mean(dim=(0, 2, 3)), atol=1e-5)
 
 
+@pytest.mark.parametrize("momentum, matches", [(0.1, True), (0.9, False)])
+def test_notes_momentum_09_is_pytorch_momentum_01(momentum, matches):
+    torch.manual_seed(0)
+    x, old = torch.randn(16, 2, 4, 4) + 5.0, torch.tensor([1.0, -1.0])
+    bn = nn.BatchNorm2d(2, momentum=momentum)
+    bn.running_mean.copy_(old)
+    bn(x)
+    notes_rule = 0.9 * old + (1.0 - 0.9) * x.mean(dim=(0, 2, 3))
+    assert torch.allclose(bn.running_mean, notes_rule, atol=1e-6) == matches
+
+
 def test_variance_needs_the_subtraction_and_the_square():
     x = torch.tensor([1.0, 2.0, 4.0, 9.0])
     booklet = x.sum() / len(x)  # (1/m) sum x_i
     assert booklet == x.mean() and ((x - 10).sum() / len(x)) < 0  # the mean, negative for shifted data
     assert (x - x.mean()).mean().abs() < 1e-6
     assert ((x - x.mean()) ** 2).mean() == pytest.approx(torch.var(x, unbiased=False).item())
-
-
-class Inception(nn.Module):
-    def __init__(self, c_in, c1, c2, c3, c4):
-        super().__init__()
-        self.p1 = nn.Conv2d(c_in, c1, 1)
-        self.p2 = nn.Sequential(nn.Conv2d(c_in, c2[0], 1), nn.ReLU(), nn.Conv2d(c2[0], c2[1], 3, padding=1))
-        self.p3 = nn.Sequential(nn.Conv2d(c_in, c3[0], 1), nn.ReLU(), nn.Conv2d(c3[0], c3[1], 5, padding=2))
-        self.p4 = nn.Sequential(nn.MaxPool2d(3, 1, 1), nn.Conv2d(c_in, c4, 1))
-
-    def forward(self, x):
-        return torch.cat([torch.relu(p(x)) for p in (self.p1, self.p2, self.p3, self.p4)], dim=1)
-
-
-def test_inception_blocks_per_googlenet_module():
-    modules = {
-        "third": [(192, 64, (96, 128), (16, 32), 32), (256, 128, (128, 192), (32, 96), 64)],
-        "fourth": [(480, 192, (96, 208), (16, 48), 64), (512, 160, (112, 224), (24, 64), 64),
-                   (512, 128, (128, 256), (24, 64), 64), (512, 112, (144, 288), (32, 64), 64),
-                   (528, 256, (160, 320), (32, 128), 128)],
-        "fifth": [(832, 256, (160, 320), (32, 128), 128), (832, 384, (192, 384), (48, 128), 128)],
-    }
-    x = torch.randn(1, 192, 4, 4)
-    for configs in modules.values():
-        x = nn.Sequential(*(Inception(*c) for c in configs))(x)  # fails if the channels do not chain
-    assert x.shape[1] == 1024
-    assert {name: len(configs) for name, configs in modules.items()} == {"third": 2, "fourth": 5, "fifth": 2}
 
 
 def test_bptt_needs_the_direct_term_and_gives_dW_qh():
@@ -125,31 +113,6 @@ def test_bptt_needs_the_direct_term_and_gives_dW_qh():
     assert torch.allclose(dW_qh, W_qh.grad, atol=1e-6)
 
 
-def test_weight_decay_convention_matches_sgd_weight_decay():
-    torch.manual_seed(0)
-    X, y, w0, lam, lr = torch.randn(10, 4), torch.randn(10), torch.randn(4), 0.3, 0.1
-    rule = (1 - lr * lam) * w0 - lr * X.T @ (X @ w0 - y) / len(y)
-    w = w0.clone().requires_grad_(True)
-    (((X @ w - y) ** 2 / 2).mean() + lam / 2 * (w**2).sum()).backward()
-    assert torch.allclose(rule, w0 - lr * w.grad, atol=1e-6)
-    w_torch = w0.clone().requires_grad_(True)
-    optimizer = torch.optim.SGD([w_torch], lr=lr, weight_decay=lam)
-    ((X @ w_torch - y) ** 2 / 2).mean().backward()
-    optimizer.step()
-    assert torch.allclose(rule, w_torch.detach(), atol=1e-6)
-    # The notes' mix, penalty lam/(2n) with a 1/|B| update, is the same rule with lam scaled by |B|/n.
-    n, batch = 60, 10
-    w_mix = w0.clone().requires_grad_(True)
-    (((X @ w_mix - y) ** 2 / 2).mean() + lam / (2 * n) * (w_mix**2).sum() * batch).backward()
-    assert torch.allclose(w0 - lr * w_mix.grad, (1 - lr * lam * batch / n) * w0 - lr * X.T @ (X @ w0 - y) / batch)
-
-
-def test_alexnet_fc_layers_have_4096_outputs():
-    fc = lambda width: nn.Sequential(nn.Linear(6400, width), nn.Linear(width, width), nn.Linear(width, 10))
-    count = lambda m: sum(p.numel() for p in m.parameters())
-    assert count(fc(4096)) == 43_040_778 and count(fc(496)) == 3_426_378
-
-
 def test_two_input_channel_example():
     K = torch.tensor([[[0.0, 1.0], [2.0, 3.0]], [[1.0, 2.0], [3.0, 4.0]]]).unsqueeze(0)
     both_one_to_nine = torch.arange(1.0, 10.0).repeat(2).reshape(1, 2, 3, 3)
@@ -184,13 +147,237 @@ def test_resnet_stage_builder():
 
 def test_ragged_one_hot_rows_are_rejected():
     with pytest.raises(ValueError, match="expected sequence of length 9"):
-        torch.tensor([[0] * 9, [0] * 10])
-    assert F.one_hot(torch.tensor([3, 1]), 10).shape == (2, 10)
+        torch.tensor([[1] + [0] * 8, [0, 1] + [0] * 8])
+    assert F.one_hot(torch.tensor([0, 1]), 10).shape == (2, 10)
 
 
-def test_residual_block_can_be_the_identity():
-    branch = nn.Sequential(nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 4))
-    nn.init.zeros_(branch[2].weight)
-    nn.init.zeros_(branch[2].bias)
-    x = torch.randn(3, 4)
-    assert torch.equal(x + branch(x), x)
+# ---------------------------------------------------------------- torchvision's GoogLeNet and AlexNet
+
+
+def googlenet_modules():
+    """torchvision's GoogLeNet split into modules at its max-pooling layers: lists of (name, layer)."""
+    net = torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=False)
+    modules = [[]]
+    for name, layer in net.named_children():
+        if isinstance(layer, nn.MaxPool2d):
+            modules.append([])
+        else:
+            modules[-1].append((name, layer))
+    return net, modules
+
+
+def test_googlenet_modules_against_torchvision():
+    net, modules = googlenet_modules()
+    counts = [sum(isinstance(layer, Inception) for _, layer in module) for module in modules]
+    assert counts == [0, 0, 2, 5, 2]  # the fifth module, not the fourth, chains 2 Inception blocks
+    assert len(modules[1:]) == 4 and sum(c > 0 for c in counts[1:]) == 3  # 4 modules follow, 3 with Inception
+    assert [layer.conv.kernel_size for _, layer in modules[1]] == [(1, 1), (3, 3)]
+    widths = []
+    for _, layer in (pair for module in modules for pair in module):
+        if isinstance(layer, Inception):
+            layer.register_forward_hook(lambda m, i, output: widths.append(output.shape[1]))
+    with torch.no_grad():
+        net.eval()(torch.zeros(1, 3, 64, 64))
+    assert widths == [256, 480, 512, 512, 512, 528, 832, 832, 1024]  # D2L's channel numbers
+
+
+def test_alexnet_fc_layers_have_4096_outputs():
+    alexnet = torchvision.models.alexnet(weights=None)
+    assert [m.out_features for m in alexnet.classifier if isinstance(m, nn.Linear)] == [4096, 4096, 1000]
+
+
+# ---------------------------------------------------------------- weight decay
+
+
+def test_weight_decay_notes_update_decays_n_over_batch_times_harder():
+    torch.manual_seed(0)
+    n, batch, lam, lr = 1000, 10, 0.5, 0.1
+    X, y = torch.randn(batch, 2, dtype=torch.float64), torch.randn(batch, dtype=torch.float64)
+    w0 = torch.randn(2, dtype=torch.float64)
+    same = lambda a, b: torch.allclose(a, b, rtol=0, atol=1e-12)
+
+    def autograd_step(penalty):
+        w = w0.clone().requires_grad_(True)
+        (((X @ w - y) ** 2 / 2).mean() + penalty(w)).backward()
+        return (w0 - lr * w.grad).detach()
+
+    def decay_update(decay):
+        return (1 - decay) * w0 - lr * X.T @ (X @ w0 - y) / batch
+
+    notes_objective = autograd_step(lambda w: lam / (2 * n) * (w**2).sum())
+    notes_update = decay_update(lr * lam / batch)
+    assert not torch.allclose(notes_update, notes_objective, rtol=0, atol=1e-6)
+    implied = (decay_update(0) - notes_objective) / w0
+    assert torch.allclose(lr * lam / batch / implied, torch.full_like(implied, n / batch), rtol=1e-6)
+    assert same(notes_update, autograd_step(lambda w: lam / (2 * batch) * (w**2).sum()))
+    assert same(decay_update(lr * lam), autograd_step(lambda w: lam / 2 * (w**2).sum()))
+    assert same(decay_update(lr * lam / n), notes_objective)
+    w_torch = w0.clone().requires_grad_(True)
+    optimizer = torch.optim.SGD([w_torch], lr=lr, weight_decay=lam)
+    ((X @ w_torch - y) ** 2 / 2).mean().backward()
+    optimizer.step()
+    assert same(w_torch.detach(), decay_update(lr * lam))
+
+
+# ---------------------------------------------------------------- DenseNet's printout
+
+
+def densenet_shapes():
+    """(name, output shape without the batch axis) of each top-level layer of D2L's DenseNet on a 96x96 input."""
+    def conv_block(c_in, c_out):
+        return nn.Sequential(nn.BatchNorm2d(c_in), nn.ReLU(), nn.Conv2d(c_in, c_out, 3, padding=1))
+
+    class DenseBlock(nn.Module):
+        def __init__(self, num_convs, c_in, growth):
+            super().__init__()
+            self.convs = nn.ModuleList(conv_block(c_in + i * growth, growth) for i in range(num_convs))
+
+        def forward(self, x):
+            for conv in self.convs:
+                x = torch.cat([x, conv(x)], dim=1)
+            return x
+
+    net = nn.Sequential(nn.Conv2d(1, 64, 7, stride=2, padding=3), nn.BatchNorm2d(64), nn.ReLU(),
+                        nn.MaxPool2d(3, stride=2, padding=1))
+    channels = 64
+    for i in range(4):
+        net.add_module(f"DenseBlock_{i}", DenseBlock(4, channels, 32))
+        channels += 128
+        if i < 3:
+            net.add_module(f"transition_block_{i}", nn.Sequential(
+                nn.BatchNorm2d(channels), nn.ReLU(), nn.Conv2d(channels, channels // 2, 1), nn.AvgPool2d(2)))
+            channels //= 2
+    net.add_module("BN", nn.BatchNorm2d(channels))
+    net.add_module("relu", nn.ReLU())
+    net.add_module("global_avg_pool", nn.AdaptiveAvgPool2d(1))
+    x, shapes = torch.rand(1, 1, 96, 96), []
+    with torch.no_grad():
+        for name, layer in net.named_children():
+            x = layer(x)
+            shapes.append((name, tuple(x.shape[1:])))
+    return shapes
+
+
+DENSENET_AS_PRINTED = [
+    ("0", (64, 48, 48)), ("1", (64, 48, 48)), ("2", (64, 24, 24)), ("3", (192, 24, 24)),
+    ("DenseBlosk_0", (96, 12, 12)), ("DenseBlosk_1", (224, 12, 12)), ("transition_block_0", (112, 6, 6)),
+    ("DenseBlosk_2", (240, 6, 6)), ("transition_block_1", (120, 3, 3)), ("DenseBlosk_3", (248, 3, 3)),
+    ("BN", (248, 3, 3)), ("relu", (248, 3, 3)), ("global_avg_pool", (248, 1, 1)),
+]
+
+
+def test_densenet_printout_has_right_shapes_on_wrong_labels():
+    actual = densenet_shapes()
+    assert len(actual) == len(DENSENET_AS_PRINTED) + 1
+    assert dict(actual)["2"] == (64, 48, 48)  # the ReLU keeps its input's shape
+    without_relu = [(name, shape) for name, shape in actual if name != "2"]
+    assert [s for _, s in DENSENET_AS_PRINTED] == [s for _, s in without_relu]
+    wrong = [label for (label, _), (name, _) in zip(DENSENET_AS_PRINTED, without_relu)
+             if label.replace("Blosk", "Block") != name]
+    assert wrong == ["2", "3", "DenseBlosk_0", "transition_block_0", "transition_block_1"]
+
+
+# ---------------------------------------------------------------- the framework booklet's claims about deep networks
+
+
+def deep_cnn(activation, bn_after_activation=False, widths=(8, 16, 32), convs_per_stage=3):
+    """The errata page's ten-layer CNN with batch norm."""
+    layers, channels = [], 1
+    for stage, width in enumerate(widths):
+        for _ in range(convs_per_stage):
+            norm = nn.BatchNorm2d(width)
+            layers.append(nn.Conv2d(channels, width, 3, padding=1))
+            layers += [activation(), norm] if bn_after_activation else [norm, activation()]
+            channels = width
+        if stage < len(widths) - 1:
+            layers.append(nn.MaxPool2d(2))
+    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(channels * 7 * 7, 10))
+
+
+def train_on_fashion_mnist(net, subset=2000, epochs=2):
+    """Train with Adam on a Fashion-MNIST subset as the errata page does at quick scale; return the history."""
+    train_iter, test_iter = d2l.load_fashion_mnist(batch_size=64, subset=subset, device="cpu")
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+    return d2l.train_classifier(net, train_iter, test_iter, F.cross_entropy, optimizer, epochs, "cpu", plot=False)
+
+
+@pytest.mark.parametrize("activation, bn_after", [(nn.Tanh, False), (nn.Sigmoid, False), (nn.ReLU, True)])
+def test_deep_cnn_trains_without_relu_and_with_bn_after_relu(activation, bn_after):
+    torch.manual_seed(0)
+    net = deep_cnn(activation, bn_after)
+    assert sum(isinstance(m, (nn.Conv2d, nn.Linear)) for m in net.modules()) == 10
+    assert train_on_fashion_mnist(net).test_acc[-1] >= 0.5
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, channels, zero_gamma):
+        super().__init__()
+        self.branch = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), nn.BatchNorm2d(channels), nn.ReLU(),
+                                    nn.Conv2d(channels, channels, 3, padding=1), nn.BatchNorm2d(channels))
+        if zero_gamma:
+            nn.init.zeros_(self.branch[-1].weight)
+
+    def forward(self, x):
+        return torch.relu(x + self.branch(x))
+
+
+@pytest.mark.parametrize("zero_gamma", [True, False])
+def test_deep_residual_stack_is_the_identity_when_its_last_gamma_is_zero(zero_gamma):
+    torch.manual_seed(0)
+    stack = nn.Sequential(*[ResidualBlock(8, zero_gamma) for _ in range(20)])
+    x = torch.rand(4, 8, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(stack(x), x) == zero_gamma
+        assert torch.equal(stack.eval()(x), x) == zero_gamma
+
+
+def test_deep_plain_stack_represents_the_identity():
+    plain = nn.Sequential(*[m for _ in range(30) for m in (nn.Linear(64, 64), nn.ReLU())])
+    x = torch.rand(8, 64)
+    assert not torch.equal(plain(x), x)
+    with torch.no_grad():
+        for layer in plain[::2]:
+            layer.weight.copy_(torch.eye(64))
+            layer.bias.zero_()
+    assert torch.equal(plain(x), x)
+
+
+class ResidualPair(nn.Module):
+    def __init__(self, width):
+        super().__init__()
+        self.branch = nn.Sequential(nn.Linear(width, width), nn.BatchNorm1d(width), nn.ReLU(),
+                                    nn.Linear(width, width), nn.BatchNorm1d(width))
+        nn.init.zeros_(self.branch[-1].weight)
+
+    def forward(self, x):
+        return torch.relu(x + self.branch(x))
+
+
+def mlp(hidden_layers, residual=False, width=64):
+    if residual:
+        body = [ResidualPair(width) for _ in range(hidden_layers // 2)]
+    else:
+        body = [m for _ in range(hidden_layers) for m in (nn.Linear(width, width), nn.BatchNorm1d(width), nn.ReLU())]
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, width), nn.ReLU(), *body, nn.Linear(width, 10))
+
+
+def test_more_plain_layers_train_worse_and_residual_ones_do_not():
+    accuracy = {}
+    for name, hidden, residual in [("shallow", 2, False), ("plain", 30, False), ("residual", 30, True)]:
+        torch.manual_seed(0)
+        accuracy[name] = train_on_fashion_mnist(mlp(hidden, residual)).train_acc[-1]
+    assert accuracy["plain"] < accuracy["shallow"] - 0.1, accuracy
+    assert accuracy["residual"] > accuracy["shallow"] - 0.05, accuracy
+
+
+def test_max_pooling_tolerates_shifts_within_a_window_only():
+    pool = nn.MaxPool2d(2)
+    unchanged = lambda a, b: torch.equal(pool(a), pool(b))
+    dot, bar, long_bar = torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 8, 8)
+    dot[..., 2, 2] = 1.0
+    bar[..., 2, 2:6] = 1.0
+    long_bar[..., 2, :] = 1.0
+    assert unchanged(dot, dot.roll((1, 1), dims=(2, 3)))
+    assert not unchanged(dot, dot.roll(-1, dims=3))
+    assert not unchanged(bar, torch.rot90(bar, 1, dims=(2, 3)))
+    assert not unchanged(bar, long_bar)
