@@ -1,5 +1,6 @@
 """Helpers for the course: data as tensors, training loops, plots and explorers."""
 
+from d2l_support import distributed
 from d2l_support.cnn import alexnet, init_cnn, layer_table, num_params, out_size
 from d2l_support.data import (
     CacheDirError,
@@ -21,7 +22,7 @@ from d2l_support.widgets import frames_player, live_explorer
 
 __all__ = [
     "CacheDirError", "ChecksumError", "DataNotFoundError", "Diagram", "DiagramError", "History", "LivePlot",
-    "TensorLoader", "alexnet", "assert_quality", "current_scale", "draw_bptt", "draw_model", "draw_rnn",
+    "TensorLoader", "alexnet", "assert_quality", "current_scale", "distributed", "draw_bptt", "draw_model", "draw_rnn",
     "evaluate_accuracy", "frames_player", "get_device", "init_cnn", "keep_freed_memory", "layer_table", "live_explorer",
     "load_fashion_mnist", "num_params", "out_size", "plot", "read_time_machine", "report_provenance", "scale",
     "seed_everything", "show_images", "start_clock", "synthetic_data", "text_labels", "train_classifier",

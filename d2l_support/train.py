@@ -19,6 +19,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from d2l_support.device import describe_device, get_device
+from d2l_support.distributed import barrier, get_world_size, is_main, sum_over_ranks
 from d2l_support.figures import LivePlot
 from d2l_support.scales import current_scale
 
@@ -69,7 +70,8 @@ def evaluate_accuracy(net: Callable, data_iter: Iterable, device: torch.device |
     """Return the accuracy of `net` over `data_iter` in eval mode, synchronising once at the end (chapter 02).
 
     The device defaults to that of the network's parameters. Outputs that are NaN or infinite raise an error
-    instead of passing as wrong predictions.
+    instead of passing as wrong predictions. Under torch.distributed every rank evaluates its shard and the
+    counts are summed over the ranks (chapter 20), so every rank must call it.
     """
     device = network_device(net, device)
     correct, broken = torch.zeros((), device=device, dtype=torch.long), torch.zeros((), device=device, dtype=torch.long)
@@ -81,9 +83,10 @@ def evaluate_accuracy(net: Callable, data_iter: Iterable, device: torch.device |
             correct += correct_count(logits, y)
             broken += (~torch.isfinite(logits)).any(dim=1).sum()
             total += len(y)
+    counts = torch.stack([correct, broken, torch.tensor(total, device=device)])
+    correct, broken, total = sum_over_ranks(counts).tolist()
     if total == 0:
         raise ValueError("the evaluation data held no examples")
-    correct, broken = torch.stack([correct, broken]).tolist()
     if broken:
         raise FloatingPointError(
             f"the network's outputs are NaN or infinite for {broken} of {total} evaluation examples: "
@@ -187,7 +190,9 @@ def fit(run_epoch: Callable[[], EpochResult], epochs: int, *, optimizer, history
         if line and not quiet:
             print(f"epoch {epoch}/{epochs}: {line}")
         if checkpoint:
-            save_checkpoint(checkpoint, epoch, state, history)
+            if is_main():  # every rank holds the same state; rank 0 writes it, and every rank resumes from it
+                save_checkpoint(checkpoint, epoch, state, history)
+            barrier()
     return examples / seconds if seconds else None
 
 
@@ -262,8 +267,10 @@ def train_classifier(net: Callable, train_iter: Iterable, test_iter: Iterable, l
     `amp` (bfloat16 autocast) only takes effect on CUDA; `channels_last` stores images and convolution
     weights channels-last, which speeds up convolutions on CUDA and CPU. `quiet` prints nothing. With
     `checkpoint` (a file path) the state is saved after every epoch and a rerun resumes where it stopped.
+    Under torch.distributed (chapter 20) the metrics are summed over the ranks, and only rank 0 prints and plots.
     """
     check_epochs(epochs)
+    quiet, plot = quiet or not is_main(), plot and is_main()
     device = torch.device(device) if device is not None else get_device()
     if isinstance(net, nn.Module):
         net.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
@@ -319,8 +326,9 @@ def _train_epoch(net, train_iter, loss_fn, optimizer, device, amp, channels_last
         n += len(y)
     if n == 0:
         raise ValueError("the training data held no examples")
-    loss_sum, first_loss, correct = torch.stack([loss_sum, first_loss, correct.float()]).tolist()
-    return ClassifierEpoch(loss_sum / n, first_loss, n, accuracy=correct / n)
+    totals = torch.stack([loss_sum, first_loss, correct.float(), torch.tensor(float(n), device=device)])
+    loss_sum, first_loss, correct, n = sum_over_ranks(totals).tolist()  # one read (and all-reduce) per epoch
+    return ClassifierEpoch(loss_sum / n, first_loss / get_world_size(), int(n), accuracy=correct / n)
 
 
 def assert_quality(value: float, *, full: float, quick: float, name: str = "test accuracy",
