@@ -101,15 +101,26 @@ def quick_cost_section() -> str:
 
 
 def glossary_terms(notebooks: dict[Path, object]) -> dict[str, tuple[str, str, Path, str]]:
-    """Map each key term (lower case) to its English and Chinese forms and the chapter that introduces it."""
-    terms = {}
+    """Map each key term (lower case, singular) to its English and Chinese forms and the chapter that introduces it."""
+    found = []
     for path, notebook in notebooks.items():
-        for cell in notebook.cells:
-            if cell.cell_type != "markdown":
-                continue
-            for english, chinese in TERM.findall(cell.source):
-                terms.setdefault(english.strip().lower(), (english.strip(), chinese.strip(), path, title(notebook)))
+        prose = "\n".join(cell.source for cell in notebook.cells if cell.cell_type == "markdown")
+        found += [(english.strip(), chinese.strip(), path, title(notebook)) for english, chinese in TERM.findall(prose)]
+    text = "\n".join(cell.source for notebook in notebooks.values() for cell in notebook.cells)
+    keys = {english.lower() for english, *_ in found}
+    terms = {}
+    for english, chinese, path, chapter in found:
+        english = sentence_case(english, text)
+        key = english.lower()
+        key = key[:-1] if key.endswith("s") and key[:-1] in keys else key
+        terms.setdefault(key, (english if key == english.lower() else english[:-1], chinese, path, chapter))
     return terms
+
+
+def sentence_case(term: str, text: str) -> str:
+    """A term capitalised only because it starts a sentence, in lower case; names such as "He initialization" kept."""
+    lowered = term[0].lower() + term[1:]
+    return lowered if lowered != term and re.search(rf"\b{re.escape(lowered)}\b", text) else term
 
 
 def glossary_page(notebooks: dict[Path, object]) -> str:
