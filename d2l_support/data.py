@@ -145,12 +145,18 @@ def fetch(name: str, algorithm: str, expected: str, urls: Sequence[str], system_
     """Return a verified copy of a data file: the first good one in `search_dirs`, else a download (chapter 02).
 
     Bad copies are skipped with a warning. With `target` the file always ends up there (copied, gunzipped or
-    downloaded); without it a plain copy is used where it lies and anything else goes to the cache.
+    downloaded), and a file already there is used only if its digest is right, else replaced; without it a plain
+    copy is used where it lies and anything else goes to the cache.
     """
-    if target is not None and target.is_file() and digest(target, algorithm) == expected:
-        return target
+    rejected = []
+    if target is not None and target.is_file():
+        try:
+            return _verify(target, algorithm, expected)
+        except ChecksumError as error:
+            warnings.warn(f"Replacing a bad copy of {name}: {error}", stacklevel=2)
+            rejected.append(str(error))
     unpacked = target or cache_dir() / name
-    dirs, rejected = search_dirs(*system_dirs), []
+    dirs = search_dirs(*system_dirs)
     for source in _candidates(name, dirs):
         try:
             found = _usable_copy(source, unpacked, algorithm, expected)

@@ -3,6 +3,7 @@
 import gzip
 import hashlib
 import io
+import random
 import urllib.error
 
 import pytest
@@ -299,3 +300,113 @@ def test_synthetic_data():
 
 def test_text_labels():
     assert data.text_labels(torch.tensor([0, 9])) == ["t-shirt", "ankle boot"]
+
+
+# ---------------------------------------------------------------- a bad file already at the target
+
+
+PAYLOAD = random.Random(0).randbytes(4096)  # incompressible, so that a cut gzip is truncated
+BAD_COPIES = {"truncated": PAYLOAD[:100], "corrupted": PAYLOAD[:-1] + b"!", "empty": b""}
+
+
+def serve(payloads: dict[str, bytes], requested: list[str]):
+    """A stand-in for urlopen: record each URL and serve the bytes of the first key it contains."""
+    def urlopen(url, timeout=None):
+        requested.append(url)
+        for key, payload in payloads.items():
+            if key in url:
+                return io.BytesIO(payload)
+        raise urllib.error.URLError("network is unreachable")
+
+    return urlopen
+
+
+@pytest.mark.parametrize("bad", BAD_COPIES)
+def test_a_bad_file_at_the_target_is_replaced_by_a_verified_local_copy(isolated, monkeypatch, bad):
+    target = put(isolated / "cache" / "raw", "file.bin", BAD_COPIES[bad])
+    put(isolated / "mine", "file.bin.gz", gzip.compress(PAYLOAD))
+    monkeypatch.setenv("D2L_DATA_DIR", str(isolated / "mine"))
+    with pytest.warns(UserWarning, match=f"Replacing a bad copy of file.bin: {target} is corrupted"):
+        path = data.fetch("file.bin", "sha256", sha256(PAYLOAD), ["https://example.invalid/file.bin.gz"],
+                          target=target)
+    assert path == target and target.read_bytes() == PAYLOAD
+    assert sorted(p.name for p in target.parent.iterdir()) == ["file.bin"]  # no partial file left
+
+
+@pytest.mark.parametrize("bad", BAD_COPIES)
+def test_a_bad_file_at_the_target_is_replaced_by_a_verified_download(isolated, monkeypatch, bad):
+    target = put(isolated / "cache" / "raw", "file.bin", BAD_COPIES[bad])
+    requested = []
+    monkeypatch.setattr(data.urllib.request, "urlopen", serve({"good": gzip.compress(PAYLOAD)}, requested))
+    with pytest.warns(UserWarning, match=f"{target} is corrupted"):
+        path = data.fetch("file.bin", "sha256", sha256(PAYLOAD), ["https://good.invalid/file.bin.gz"], target=target)
+    assert path == target and target.read_bytes() == PAYLOAD and requested == ["https://good.invalid/file.bin.gz"]
+
+
+def test_a_good_file_at_the_target_is_used_without_looking_further(isolated, monkeypatch):
+    target = put(isolated / "cache" / "raw", "file.bin", PAYLOAD)
+    monkeypatch.setattr(data, "search_dirs", lambda *dirs: pytest.fail("looked for another copy"))
+    monkeypatch.setattr(data.urllib.request, "urlopen", lambda url, timeout=None: pytest.fail("downloaded"))
+    assert data.fetch("file.bin", "sha256", sha256(PAYLOAD), ["https://example.invalid/file.bin"],
+                      target=target) == target
+
+
+def test_a_bad_file_at_the_target_that_nothing_replaces_is_named_in_the_error(isolated):
+    target = put(isolated / "cache" / "raw", "file.bin", PAYLOAD[:100])
+    with pytest.warns(UserWarning), pytest.raises(data.DataNotFoundError) as info:
+        data.fetch("file.bin", "sha256", sha256(PAYLOAD), ["https://example.invalid/file.bin"], target=target)
+    message = str(info.value)
+    assert f"{target} is corrupted: its sha256 is {sha256(PAYLOAD[:100])}" in message
+    assert "delete the bad copies" in message and "network is unreachable" in message
+
+
+def test_a_bad_download_never_replaces_the_target(isolated, monkeypatch):
+    """Truncated and corrupted responses are refused; the good mirror's copy is the one kept."""
+    target = put(isolated / "cache" / "raw", "file.bin", b"stale")
+    requested = []
+    responses = {"short": gzip.compress(PAYLOAD)[:60], "wrong": gzip.compress(PAYLOAD + b"!"),
+                 "good": gzip.compress(PAYLOAD)}
+    monkeypatch.setattr(data.urllib.request, "urlopen", serve(responses, requested))
+    urls = [f"https://{key}.invalid/file.bin.gz" for key in responses]
+    with pytest.warns(UserWarning, match="corrupted"):
+        assert data.fetch("file.bin", "sha256", sha256(PAYLOAD), urls, target=target).read_bytes() == PAYLOAD
+    assert requested == urls
+    target.write_bytes(b"stale")
+    monkeypatch.setattr(data.urllib.request, "urlopen", serve({"short": responses["short"]}, []))
+    with pytest.warns(UserWarning), pytest.raises(data.DataNotFoundError, match="truncated"):
+        data.fetch("file.bin", "sha256", sha256(PAYLOAD), urls[:1], target=target)
+    assert sorted(p.name for p in target.parent.iterdir()) == ["file.bin"] and target.read_bytes() == b"stale"
+
+
+def test_a_bad_file_in_the_cache_is_skipped_for_the_archive_beside_it(isolated):
+    bad = put(isolated / "cache", "file.bin", PAYLOAD[:100])
+    put(isolated / "cache", "file.bin.gz", gzip.compress(PAYLOAD))
+    with pytest.warns(UserWarning, match=f"{bad} is corrupted"):
+        path = data.fetch("file.bin", "sha256", sha256(PAYLOAD), ["https://example.invalid/file.bin"])
+    assert path == bad and bad.read_bytes() == PAYLOAD
+
+
+@pytest.fixture
+def one_fashion_mnist_file(isolated, monkeypatch):
+    """Fashion-MNIST reduced to one small file, so that its lookup runs on synthetic bytes."""
+    monkeypatch.setattr(data, "FASHION_MNIST_SHA256", {"train-images-idx3-ubyte": sha256(PAYLOAD)})
+    return isolated / "cache" / "FashionMNIST" / "raw" / "train-images-idx3-ubyte"
+
+
+def test_fashion_mnist_replaces_a_truncated_file_in_its_folder_from_debian(isolated, one_fashion_mnist_file):
+    target = put(one_fashion_mnist_file.parent, one_fashion_mnist_file.name, PAYLOAD[:100])
+    put(isolated / "no-debian", "train-images-idx3-ubyte.gz", gzip.compress(PAYLOAD))
+    with pytest.warns(UserWarning, match=f"{target} is corrupted"):
+        assert data.fashion_mnist_root() == isolated / "cache"
+    assert target.read_bytes() == PAYLOAD
+
+
+def test_fashion_mnist_replaces_a_truncated_file_in_its_folder_by_a_download(isolated, monkeypatch,
+                                                                            one_fashion_mnist_file):
+    target = put(one_fashion_mnist_file.parent, one_fashion_mnist_file.name, PAYLOAD[:100])
+    requested = []
+    monkeypatch.setattr(data.urllib.request, "urlopen", serve({"https://": gzip.compress(PAYLOAD)}, requested))
+    with pytest.warns(UserWarning, match=f"{target} is corrupted"):
+        assert data.fashion_mnist_root() == isolated / "cache"
+    assert target.read_bytes() == PAYLOAD
+    assert requested == [f"{data.FASHION_MNIST_URLS[0]}train-images-idx3-ubyte.gz"]
