@@ -89,7 +89,7 @@ def markdown_prose(source):
     text = re.sub(r"(`+)[^`]*?\1", " ", text)
     text = re.sub(r"\]\([^)]*\)", "]", text)
     text = re.sub(r"https?://\S+", " ", text)
-    text = re.sub(r"<[^>\n]*>", " ", text)
+    text = re.sub(r"</?[A-Za-z][^<>\n]*>", " ", text)
     text = re.sub(r"^\([\w-]+\)=\s*$", " ", text, flags=re.M)
     return REFERENCES.sub(" ", text)
 
@@ -175,21 +175,21 @@ def notebook_page(path):
     markdown = [c.source for c in cells if c.cell_type == "markdown"]
     shown = [output_text(c) + "\n" + c.source for c in cells if c.cell_type == "code"]
     prose = [markdown_prose(s) for s in markdown]
-    return prose, values_in("\n".join(shown) + "\n".join(fenced_code(s) for s in markdown))
+    return prose, values_in("\n".join(shown + [fenced_code(s) for s in markdown]))
 
 
 def prose_page(path):
     """The prose of a book page and the values its code blocks and the status page show."""
     source = path.read_text(encoding="utf-8")
-    return [markdown_prose(source)], values_in(fenced_code(source) + STATUS.read_text(encoding="utf-8"))
+    return [markdown_prose(source)], values_in(fenced_code(source) + "\n" + STATUS.read_text(encoding="utf-8"))
 
 
 def relative(path):
+    """A page's path from the repository root, as the declarations and failure messages name it."""
     return path.relative_to(ROOT).as_posix()
 
 
 PAGES = NOTEBOOKS + PROSE_PAGES
-EVERY_PAGE = "*"
 
 
 def page(path):
@@ -198,7 +198,7 @@ def page(path):
 
 
 def declarations():
-    """The declared quoted constants: page (or "*" for every page) -> {number as written: its source}."""
+    """The declared quoted constants: page -> {number as written: its source}."""
     declared = yaml.safe_load(QUOTED.read_text(encoding="utf-8")) or {}
     return {name: {str(k): str(v) for k, v in numbers.items()} for name, numbers in declared.items()}
 
@@ -206,28 +206,26 @@ def declarations():
 def unshown_numbers(path):
     """The result-like numbers of a page that no output shows and no declaration quotes."""
     prose, values = page(path)
-    declared = declarations()
-    quoted = {**declared.get(EVERY_PAGE, {}), **declared.get(relative(path), {})}
+    quoted = declarations().get(relative(path), {})
     return [n for text in prose for n in prose_numbers(text) if not is_shown(n, values) and n.key not in quoted]
 
 
 def declaration_problem(name, key, source):
     """Why a declaration does not hold, or None: its number must be in the prose, its arithmetic right and a
     result it quotes from another page shown there."""
-    paths = PAGES if name == EVERY_PAGE else [ROOT / name]
-    if not all(p.exists() for p in paths):
+    if not (ROOT / name).exists():
         return f"no page {name}"
-    numbers = [n for p in paths for text in page(p)[0] for n in prose_numbers(text) if n.key == key]
+    numbers = [n for text in page(ROOT / name)[0] for n in prose_numbers(text) if n.key == key]
     if not numbers:
         return "the prose no longer states it; remove the declaration"
     if source.startswith("="):
         value = eval(source[1:], ARITHMETIC)  # noqa: S307 (expressions written in this repository)
         return None if is_shown(numbers[0], {value}) else f"{source[1:].strip()} is {value:.6g}"
-    other = ROOT / source.split()[0]
-    if source.split()[0].endswith((".ipynb", ".md")):
-        if not other.exists():
-            return f"no page {source.split()[0]}"
-        return None if is_shown(numbers[0], page(other)[1]) else f"{source.split()[0]} prints no such value"
+    other = source.split()[0]
+    if other.endswith((".ipynb", ".md")):
+        if not (ROOT / other).exists():
+            return f"no page {other}"
+        return None if is_shown(numbers[0], page(ROOT / other)[1]) else f"{other} prints no such value"
     return None
 
 
