@@ -10,8 +10,12 @@ NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.
 # The unit, equation, errata and convention tests: everything in tests/ but the site, no notebook run.
 UNIT := tests --ignore=tests/test_site.py
 export D2L_PROGRESS ?= 0
+# The Chinese site: built from the catalogs in locales/zh_CN into _build/zh, then moved to _build/html/zh.
+ZH := _build/zh
+ZH_BUILD = $(PY) tools/i18n.py site-config && $(VENV)/bin/jupyter-book build --quiet . --config $(ZH)/_config.yml \
+	--toc $(ZH)/_toc.yml --path-output $(ZH)
 
-.PHONY: setup system book serve test unit nbval test-gpu execute time-quick bench lint pages clean
+.PHONY: setup system book serve test unit nbval test-gpu execute time-quick bench lint pages catalogs clean
 
 setup: $(STAMP) system
 
@@ -31,6 +35,12 @@ pages: $(STAMP)
 
 book: setup pages
 	$(VENV)/bin/jupyter-book build --quiet .
+	$(ZH_BUILD)
+	$(PY) tools/i18n.py publish
+
+# After editing English prose: refresh every catalog and Chinese notebook, and list the entries to translate.
+catalogs: $(STAMP)
+	$(PY) tools/i18n.py update
 
 serve: book
 	$(PY) -m http.server --directory _build/html 8000
@@ -48,6 +58,10 @@ $(MATHJAX): | $(STAMP)
 test: setup lint $(MATHJAX)
 	rm -rf _build/html
 	$(VENV)/bin/jupyter-book build --quiet --warningiserror --nitpick --keep-going .
+	$(PY) tools/i18n.py check
+	rm -rf $(ZH)/_build
+	$(ZH_BUILD) --warningiserror --nitpick --keep-going
+	$(PY) tools/i18n.py publish
 	D2L_SCALE=quick D2L_REQUIRE_SITE=1 $(PY) -m pytest tests $(NBVAL) $(NB)
 
 # The inner loop: no site, no notebook execution, under two minutes on two cores.
@@ -64,6 +78,7 @@ test-gpu: setup
 execute: setup
 	D2L_SCALE=full $(PY) tools/execute_notebooks.py $(NB)
 	$(PY) tools/make_pages.py
+	$(PY) tools/i18n.py update
 
 time-quick: setup
 	D2L_SCALE=quick $(PY) tools/execute_notebooks.py --timings book/quick_timings.json $(NB)
@@ -74,4 +89,4 @@ bench: setup
 	$(PY) benchmarks/run.py
 
 clean:
-	rm -rf _build
+	rm -rf _build locales/*/LC_MESSAGES/*/*.mo

@@ -1,5 +1,7 @@
-"""The built website (`_build/html`) in headless Chromium: every page loads cleanly, math renders,
-figures and explorers are present and respond, search works and internal links resolve.
+"""The built website (`_build/html`, the Chinese edition in `_build/html/zh`) in headless Chromium: every page
+loads cleanly, math renders, figures and explorers are present and respond, search works in both languages,
+internal links resolve, every page switches to the same page and section in the other language, and the
+Chinese pages show no English paragraph except on the pages whose translation is pending.
 
 Without a built site these tests are skipped, unless D2L_REQUIRE_SITE=1 (set by `make test`) makes that an error."""
 
@@ -8,6 +10,7 @@ import http.server
 import json
 import os
 import re
+import sys
 import threading
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -23,6 +26,10 @@ ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
                  "--disable-background-networking", "--disable-component-update"]
 SKIPPED_PAGES = {"genindex.html", "search.html", "index.html"}  # index.html only redirects
+CHINESE = "zh/"  # the Chinese site inside the English one
+sys.path.insert(0, str(ROOT / "tools"))
+import i18n  # noqa: E402
+
 REQUIRED = os.environ.get("D2L_REQUIRE_SITE") == "1"
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
 REPOSITORY = CONFIG["repository"]["url"].removeprefix("https://github.com/")  # owner/name, as the launch buttons use it
@@ -37,12 +44,17 @@ if not (SITE / "index.html").is_file():
 def pages() -> list[str]:
     """Every content page of the built site, relative to its root."""
     found = (p.relative_to(SITE).as_posix() for p in SITE.rglob("*.html"))
-    return sorted(p for p in found if not p.startswith("_") and p not in SKIPPED_PAGES)
+    return sorted(p for p in found if "/_" not in f"/{p}" and p.removeprefix(CHINESE) not in SKIPPED_PAGES)
+
+
+def english_pages() -> list[str]:
+    """The content pages of the English site."""
+    return [p for p in pages() if not p.startswith(CHINESE)]
 
 
 def chapter_pages() -> list[str]:
     """The pages rendered from notebooks, including the errata page."""
-    return [p for p in pages() if (ROOT / p).with_suffix(".ipynb").is_file()]
+    return [p for p in english_pages() if (ROOT / p).with_suffix(".ipynb").is_file()]
 
 
 @pytest.fixture(scope="module")
@@ -145,9 +157,9 @@ def test_explorer_responds_to_the_slider(page, server):
     assert frame.get_attribute("src") != before, "moving the slider did not change the frame"
 
 
-def search_index() -> dict:
+def search_index(site: Path = SITE) -> dict:
     """The search index Sphinx wrote, as a dict."""
-    text = (SITE / "searchindex.js").read_text(encoding="utf-8")
+    text = (site / "searchindex.js").read_text(encoding="utf-8")
     return json.loads(text[text.index("(") + 1:text.rindex(")")])
 
 
@@ -205,6 +217,11 @@ def test_chinese_terms_render_in_the_glossary(page, server):
     page.goto(server + "book/glossary.html", wait_until="load")
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "glossary.png"))
+    assert_cjk_renders(page)
+
+
+def assert_cjk_renders(page) -> None:
+    """Fail if Chinese characters on the page render as the same empty box."""
     glyphs = []
     for character in "权重":  # without a CJK font both would be the same empty box
         page.evaluate("(c) => { const s = document.createElement('span'); s.id = 'glyph'; s.textContent = c; "
@@ -212,3 +229,98 @@ def test_chinese_terms_render_in_the_glossary(page, server):
         glyphs.append(page.locator("#glyph").screenshot())
         page.evaluate("document.getElementById('glyph').remove()")
     assert glyphs[0] != glyphs[1], "Chinese characters render as boxes: install a CJK font (fonts-noto-cjk)"
+
+
+def chinese_pages() -> list[str]:
+    """The content pages of the Chinese site."""
+    return [p for p in pages() if p.startswith(CHINESE)]
+
+
+def test_the_chinese_site_has_every_page_of_the_english_one():
+    assert [p.removeprefix(CHINESE) for p in chinese_pages()] == english_pages()
+
+
+def test_every_page_links_to_the_same_page_in_the_other_language():
+    wrong = []
+    for path in pages():
+        html = (SITE / path).read_text(encoding="utf-8")
+        link = re.search(r'<a href="([^"]+)"[^>]*class="[^"]*\bbtn-language-switch\b', html)
+        other = path.removeprefix(CHINESE) if path.startswith(CHINESE) else CHINESE + path
+        if not link or ((SITE / path).parent / link.group(1)).resolve() != (SITE / other).resolve():
+            wrong.append(path)
+    assert wrong == [], "pages without a switch to their other language"
+
+
+def test_chinese_pages_are_declared_chinese():
+    assert [p for p in chinese_pages() if '<html lang="zh-CN"' not in (SITE / p).read_text(encoding="utf-8")] == []
+
+
+def test_chinese_pages_show_no_english_paragraph_unless_their_translation_is_pending():
+    pending, left = set(i18n.pending_pages()), {}
+    for path in chinese_pages():
+        count = len(re.findall(r'class="[^"]*\buntranslated\b', (SITE / path).read_text(encoding="utf-8")))
+        if count:
+            left[path.removeprefix(CHINESE).removesuffix(".html")] = count
+    print(f"translation pending: {len(pending)} pages, {sum(left.values())} English paragraphs on the Chinese site")
+    assert {doc: n for doc, n in left.items() if doc not in pending} == {}
+    assert pending <= set(left) | {d for d in pending if not (SITE / CHINESE / f"{d}.html").is_file()}, \
+        "a pending page shows no English paragraph: remove it from locales/zh_CN/pending.txt"
+
+
+def test_chinese_sidebar_title_search_box_and_toggle_hints_are_in_chinese():
+    html = (SITE / CHINESE / "book" / "intro.html").read_text(encoding="utf-8")
+    root = i18n.translations(i18n.CATALOGS / "book" / "intro.po")
+    captions = [part["caption"] for part in yaml.safe_load((ROOT / "_toc.yml").read_text())["parts"]]
+    assert [c for c in captions if f">{root(c) or c}<" not in html or not root(c)] == [], "untranslated captions"
+    assert root(CONFIG["title"]) in html
+    settings = yaml.safe_load(i18n.OVERLAY.read_text(encoding="utf-8"))["sphinx"]["config"]
+    assert settings["html_theme_options"]["search_bar_text"] in html
+    assert f"let toggleHintShow = '{settings['togglebutton_hint']}';" in html
+
+
+@pytest.mark.parametrize("path", [CHINESE + p for p in chapter_pages()])
+def test_chinese_chapter_opens_and_downloads_the_chinese_notebook(path):
+    html = (SITE / path).read_text(encoding="utf-8")
+    notebook = i18n.LOCALE / Path(path.removeprefix(CHINESE)).with_suffix(".ipynb")
+    colab = f"https://colab.research.google.com/github/{REPOSITORY}/blob/{CONFIG['repository']['branch']}/"
+    assert colab + notebook.relative_to(ROOT).as_posix() in html, "no Colab button for the Chinese notebook"
+    download = re.search(r'<a href="([^"]+\.ipynb)"[^>]*class="[^"]*\bbtn-download-source-button\b', html)
+    assert download, "no notebook download button"
+    served = ((SITE / path).parent / download.group(1)).resolve()
+    assert served.read_bytes() == notebook.read_bytes(), "the download is not the Chinese notebook"
+
+
+def test_the_switch_lands_on_the_same_section(page, server):
+    path = next(p for p in chapter_pages() if p.startswith("notebooks/"))
+    page.goto(server + path, wait_until="load")
+    section = page.locator("main section[id]").nth(2).get_attribute("id")
+    page.goto(f"{server}{path}#{section}", wait_until="load")
+    page.locator("a.btn-language-switch").click()
+    page.wait_for_url(f"**/{CHINESE}{path}#{section}")
+    assert page.locator(f"[id='{section}']").count() == 1, "the Chinese page has no such section"
+    page.locator("a.btn-language-switch").click()
+    page.wait_for_url(f"{server}{path}#{section}")
+
+
+def chinese_search_word() -> str:
+    """A word of the translated introduction that the Chinese search index holds (split by jieba)."""
+    text = i18n.translations(i18n.CATALOGS / "book" / "intro.po")(CONFIG["title"]) or ""
+    index = search_index(SITE / CHINESE)
+    words = sorted((t for t in index["terms"] if len(t) >= 2 and t in text and re.fullmatch(r"[\u4e00-\u9fff]+", t)),
+                   key=len, reverse=True)
+    return words[0] if words else "(no Chinese word of the title is in the index)"
+
+
+def test_chinese_search_finds_chinese_words(page, server):
+    word = chinese_search_word()
+    page.goto(f"{server}{CHINESE}search.html?q={word}", wait_until="load")
+    page.wait_for_selector("#search-results ul.search li", timeout=20_000)
+    results = page.locator("#search-results ul.search li a")
+    assert results.count() > 0 and "/zh/" in results.first.evaluate("(a) => a.href")
+
+
+def test_chinese_text_renders_on_a_chinese_page(page, server):
+    page.goto(server + CHINESE + "book/intro.html", wait_until="load")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "intro-zh.png"))
+    assert_cjk_renders(page)

@@ -1,10 +1,12 @@
-"""Generate book/status.md and book/glossary.md from the committed notebooks."""
+"""Generate book/status.md (and its Chinese twin, locales/zh_CN/book/status.md) and book/glossary.md from the
+committed notebooks."""
 
 import ast
 import json
 import re
 from pathlib import Path
 
+import i18n
 import nbformat
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,18 +59,25 @@ def full_scale_minutes(notebooks: dict[Path, object]) -> tuple[float, int]:
     return sum(seconds) / 60, len(seconds)
 
 
-def status_page(notebooks: dict[Path, object]) -> str:
-    """Render the execution statistics of every notebook as a Markdown table."""
+def status_table(notebooks: dict[Path, object], header: tuple[str, ...], name=title) -> list[str]:
+    """Render the provenance of every notebook as the rows of a Markdown table, each chapter named by `name`."""
     columns = ("scale", "device", "torch", "wall time", "peak memory")
-    header = ("chapter", *columns, "headline metrics", "full-scale targets", "date")
     rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for path, notebook in notebooks.items():
         run = provenance(notebook)
         metrics = ", ".join(f"{k} {v}" for k, v in run.items() if k not in RUN_KEYS) or "—"
         targets = ", ".join(quality_targets(notebook)) or "—"
-        link = f"[{title(notebook)}](../notebooks/{path.name})"
+        link = f"[{name(notebook, path)}](../notebooks/{path.name})"
         cells = [run.get(key, "—") for key in columns]
         rows.append(f"| {link} | {' | '.join(cells)} | {metrics} | {targets} | {run.get('date', '—')} |")
+    return rows
+
+
+def status_page(notebooks: dict[Path, object]) -> str:
+    """Render the execution statistics of every notebook as a Markdown table."""
+    header = ("chapter", "scale", "device", "torch", "wall time", "peak memory", "headline metrics",
+              "full-scale targets", "date")
+    rows = status_table(notebooks, header, lambda notebook, path: title(notebook))
     minutes, count = full_scale_minutes(notebooks)
     return (
         "# Status\n\n"
@@ -81,6 +90,30 @@ def status_page(notebooks: dict[Path, object]) -> str:
         f"The {count} chapters committed at full scale took **{minutes:.0f} minutes** in all, each on the device its\n"
         "row names.\n"
         + quick_cost_section()
+    )
+
+
+def chinese_title(notebook, path: Path) -> str:
+    """Return a chapter's title as its catalog translates it, or in English while it is untranslated."""
+    english = title(notebook)
+    return i18n.translations(i18n.CATALOGS / "notebooks" / path.with_suffix(".po").name)(i18n.key(english)) or english
+
+
+def status_page_zh(notebooks: dict[Path, object]) -> str:
+    """Render the status page in Chinese from the same data (generated, not translated: its numbers change)."""
+    header = ("章节", "规模", "设备", "torch", "运行时间", "峰值内存", "主要指标", "完整规模的目标", "日期")
+    rows = status_table(notebooks, header, chinese_title)
+    minutes, count = full_scale_minutes(notebooks)
+    return (
+        "# 运行状态\n\n"
+        "每章提交的输出在何处、以何种方式得到：数据读自每个笔记本末尾打印的来源信息，\n"
+        "旁边列出其最后的断言在完整规模下检查的目标。本页由 `tools/make_pages.py` 生成，\n"
+        "`make execute` 会刷新它。以 `full` 规模运行的章节给出章节所承诺的结果；`quick`\n"
+        "表示以 CI 所用的规模运行，尚待完整规模的运行。峰值内存是笔记本内核占用内存的最大值，\n"
+        "在 GPU 上还包括其张量在显存中占用的最大值。\n\n"
+        + "\n".join(rows) + "\n\n"
+        f"以完整规模提交的 {count} 章共用时 **{minutes:.0f} 分钟**，各自运行在其所在行列出的设备上。\n"
+        + quick_cost_section_zh()
     )
 
 
@@ -97,6 +130,22 @@ def quick_cost_section() -> str:
         "\n## The whole course at quick scale\n\n"
         f"Every notebook executed at `{timings['scale']}` scale by `make time-quick` on {timings['machine']}: "
         f"**{total / 60:.1f} minutes** in all.\n\n" + "\n".join(rows) + "\n"
+    )
+
+
+def quick_cost_section_zh() -> str:
+    """Render the quick-scale timings in Chinese, if `make time-quick` has run."""
+    if not QUICK_TIMINGS.is_file():
+        return ""
+    timings = json.loads(QUICK_TIMINGS.read_text(encoding="utf-8"))
+    peaks = timings["peak memory"]
+    rows = ["| 笔记本 | 秒 | 峰值内存 |", "|---|---|---|"]
+    rows += [f"| `{name}` | {seconds:.0f} | {peaks[name]} |" for name, seconds in timings["seconds"].items()]
+    total = sum(timings["seconds"].values())
+    return (
+        "\n## 以 quick 规模运行整门课程\n\n"
+        f"`make time-quick` 在 {timings['machine']} 上以 `{timings['scale']}` 规模执行了每个笔记本，"
+        f"共用时 **{total / 60:.1f} 分钟**。\n\n" + "\n".join(rows) + "\n"
     )
 
 
@@ -140,6 +189,7 @@ def main() -> None:
     """Write both generated pages."""
     notebooks = {path: nbformat.read(path, as_version=4) for path in NOTEBOOKS}
     (ROOT / "book" / "status.md").write_text(status_page(notebooks), encoding="utf-8")
+    (i18n.LOCALE / "book" / "status.md").write_text(status_page_zh(notebooks), encoding="utf-8")
     (ROOT / "book" / "glossary.md").write_text(glossary_page(notebooks), encoding="utf-8")
 
 
