@@ -51,6 +51,36 @@ def test_vocab_min_freq_and_unseen_tokens_map_to_unk():
     assert "cat" in dict(vocab.token_freqs)  # counted, though below min_freq
 
 
+def test_vocab_breaks_ties_alphabetically_whatever_order_the_tokens_come_in():
+    tokens = list("zyxzyw") + ["b", "a"]  # first seen z, y, x, w, b, a: neither alphabetical nor its reverse
+    vocab = text.Vocab(tokens)
+    assert vocab.token_freqs == [("y", 2), ("z", 2), ("a", 1), ("b", 1), ("w", 1), ("x", 1)]
+    assert vocab.idx_to_token == ["<unk>", "y", "z", "a", "b", "w", "x"]
+    assert text.Vocab(reversed(tokens)).idx_to_token == vocab.idx_to_token
+
+
+@pytest.mark.parametrize("min_freq, kept", [(0, ["c", "b", "a"]), (1, ["c", "b", "a"]), (2, ["c", "b"]),
+                                            (3, ["c"]), (4, [])])
+def test_vocab_keeps_a_token_seen_exactly_min_freq_times_and_drops_one_seen_fewer(min_freq, kept):
+    tokens = ["a"] + ["b"] * 2 + ["c"] * 3
+    vocab = text.Vocab(tokens, min_freq=min_freq)
+    assert vocab.idx_to_token == ["<unk>", *kept]
+    assert vocab.token_freqs == [("c", 3), ("b", 2), ("a", 1)]  # every token is counted
+    assert vocab[["a", "b", "c"]] == [vocab.token_to_idx.get(tok, 0) for tok in "abc"]
+    assert [vocab[tok] == vocab.unk for tok in "abc"] == [tok not in kept for tok in "abc"]
+
+
+def test_reserved_and_unknown_tokens_keep_their_places_even_when_they_occur_in_the_text():
+    tokens = ["<pad>", "x", "<unk>", "<unk>", "<unk>", "<pad>", "y", "y"]
+    vocab = text.Vocab(tokens, reserved_tokens=["<bos>", "<pad>"])
+    assert vocab.idx_to_token == ["<unk>", "<bos>", "<pad>", "y", "x"]  # each once, in the order given
+    assert vocab["<unk>"] == vocab.unk == 0 and vocab["<bos>"] == 1 and vocab["<pad>"] == 2
+    assert vocab.token_to_idx == {tok: i for i, tok in enumerate(vocab.idx_to_token)}
+    assert vocab[["zebra", "y", ""]] == [0, 3, 0] and vocab.to_tokens(vocab["zebra"]) == "<unk>"
+    rare = text.Vocab(["a", "a"], min_freq=5, reserved_tokens=["<eos>"])  # reserved: kept though never seen
+    assert rare.idx_to_token == ["<unk>", "<eos>"] and rare["a"] == rare.unk
+
+
 def test_vocab_round_trip_and_index_errors():
     vocab = text.Vocab(list("hello world"))
     tokens = list("low")
@@ -269,6 +299,80 @@ def test_training_learns_a_periodic_sequence_and_predict_continues_it(capsys):
     assert "perplexity" in capsys.readouterr().out
     with pytest.raises(ValueError, match="prefix"):
         text.predict("", 3, net, vocab)
+
+
+class TinyRNN(nn.Module):
+    """A one-layer RNN language model on one-hot inputs that records the tokens and output state of every call."""
+
+    def __init__(self, vocab_size, hidden=8):
+        super().__init__()
+        self.vocab_size = vocab_size
+        self.rnn = nn.RNN(vocab_size, hidden)
+        self.output = nn.Linear(hidden, vocab_size)
+        self.calls = []
+
+    def begin_state(self, batch_size, device):
+        return torch.zeros(1, batch_size, self.rnn.hidden_size, device=device)
+
+    def forward(self, X, state):
+        Y, state = self.rnn(F.one_hot(X.T, self.vocab_size).float(), state)
+        self.calls.append((X.flatten().tolist(), state))
+        return self.output(Y.reshape(-1, Y.shape[-1])), state
+
+
+def one_token_at_a_time(net, vocab, prefix, num_preds):
+    """The reference: feed the prefix token by token, then greedily append `num_preds` tokens; return both."""
+    state, generated = net.begin_state(1, "cpu"), []
+    for tok in prefix:
+        logits, state = net(torch.tensor([[vocab[tok]]]), state)
+    after_prefix = state
+    for _ in range(num_preds):
+        generated.append(logits.argmax(dim=1).item())
+        logits, state = net(torch.tensor([generated[-1:]]), state)
+    return after_prefix, prefix + "".join(vocab.to_tokens(generated))
+
+
+@pytest.mark.parametrize("prefix", ["f", "ab", "fadedcab"])
+def test_predict_warms_the_state_up_on_the_whole_prefix_once(prefix):
+    """The state after the prefix is the one of feeding it step by step, and the text is the reference's."""
+    torch.manual_seed(0)
+    vocab = text.Vocab(list("abcdefgh"))
+    net = TinyRNN(len(vocab)).eval()
+    with torch.no_grad():
+        after_prefix, expected = one_token_at_a_time(net, vocab, prefix, 12)
+    net.calls.clear()
+    assert text.predict(prefix, 12, net, vocab, device="cpu") == expected
+    fed = [tok for tokens, _ in net.calls for tok in tokens]
+    assert fed[:len(prefix)] == vocab[list(prefix)] and len(fed) == len(prefix) + 11
+    counts = list(itertools.accumulate(len(tokens) for tokens, _ in net.calls))
+    state = net.calls[counts.index(len(prefix))][1]  # the state once the whole prefix, and nothing else, is in
+    assert torch.allclose(state, after_prefix, atol=1e-6)
+
+
+class FirstTokenLM(nn.Module):
+    """A hand-made language model that predicts, at every step, the first token fed since its state was fresh."""
+
+    def __init__(self, vocab_size):
+        super().__init__()
+        self.vocab_size = vocab_size
+
+    def begin_state(self, batch_size, device):
+        return torch.zeros(batch_size, self.vocab_size, device=device)
+
+    def forward(self, X, state):
+        logits = []
+        for x in X.T:  # one time step of the whole batch
+            fresh = state.sum(dim=1, keepdim=True) == 0
+            state = torch.where(fresh, F.one_hot(x, self.vocab_size).float(), state)
+            logits.append(state)
+        return torch.cat(logits), state
+
+
+def test_the_first_predicted_token_depends_on_the_start_of_the_prefix():
+    vocab, net = text.Vocab(list("abcd")), FirstTokenLM(5)
+    predictions = {prefix: text.predict(prefix, 2, net, vocab, device="cpu") for prefix in ("abc", "cbc", "dbc")}
+    assert predictions == {"abc": "abcaa", "cbc": "cbccc", "dbc": "dbcdd"}
+    assert text.predict("b", 2, net, vocab, device="cpu") == "bbb" and text.predict("ab", 0, net, vocab) == "ab"
 
 
 def test_training_stops_with_advice_on_nan_and_rejects_bad_epochs():
