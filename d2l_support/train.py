@@ -210,12 +210,15 @@ def save_checkpoint(path: str | Path, epoch: int, state: dict, history) -> None:
 
 
 def load_checkpoint(path: str | Path, state: dict, history) -> int:
-    """Restore the training state from `path` if it exists and return the epochs it completed, else 0 (chapter 15)."""
+    """Restore the training state from `path` if it exists and return the epochs it completed, else 0 (chapter 15).
+
+    An epoch interrupted half-way is not saved: the rerun trains it again from the state after the epoch before.
+    """
     path = Path(path)
     if not path.is_file():
         return 0
+    saved = _read_checkpoint(path)
     try:
-        saved = torch.load(path, weights_only=True)
         for name, obj in state.items():
             if obj is not None:
                 _restore(obj, saved["state"][name])
@@ -230,6 +233,35 @@ def load_checkpoint(path: str | Path, state: dict, history) -> int:
         if name != "device":  # the run goes on where it runs now
             setattr(history, name, value)
     return saved["epoch"]
+
+
+CHECKPOINT_LAYOUT = {"epoch": int, "history": dict, "state": dict, "rng": torch.Tensor, "cuda rng": list}
+
+
+def _read_checkpoint(path: Path) -> dict:
+    """Load what `save_checkpoint` wrote at `path`, or raise ValueError saying that the file is not a checkpoint."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's notes on foreign pickles: the error below says what matters
+            saved = torch.load(path, weights_only=True)
+    except OSError:
+        raise
+    except Exception as error:  # any failure to unpickle: random bytes, text, foreign pickles, an empty file
+        first_line = next(iter(str(error).strip().splitlines()), "")
+        problem = f"it cannot be read as one: {type(error).__name__} {first_line}".rstrip()
+        raise ValueError(_not_a_checkpoint(path, problem)) from error
+    missing = [key for key, kind in CHECKPOINT_LAYOUT.items()
+               if not isinstance(saved, dict) or not isinstance(saved.get(key), kind)]
+    if missing:
+        problem = f"it holds a {type(saved).__name__} without a valid {', '.join(repr(k) for k in missing)}"
+        raise ValueError(_not_a_checkpoint(path, problem))
+    return saved
+
+
+def _not_a_checkpoint(path: Path, problem: str) -> str:
+    """The message for a file at `checkpoint=` that `save_checkpoint` did not write."""
+    return (f"{path} is not a training checkpoint ({problem}). Delete it, or pass another file as checkpoint=, "
+            "to train from scratch.")
 
 
 def _state_of(obj):

@@ -1,6 +1,8 @@
 """The training loop, evaluation, quality assertions, scales, devices, provenance, plots and explorers."""
 
 import copy
+import io
+import pickle
 import resource
 import sys
 from pathlib import Path
@@ -470,3 +472,100 @@ def test_evaluation_defaults_to_the_networks_device(monkeypatch):
 def test_a_setting_called_scale_is_refused():
     with pytest.raises(ValueError, match="'scale' names the active scale"):
         d2l.scale(full=dict(scale=1.0), quick=dict(scale=0.5))
+
+
+# ---------------------------------------------------------------- interruptions and files that are not checkpoints
+
+
+class Interrupt(KeyboardInterrupt):
+    """A Ctrl-C raised from inside a training batch."""
+
+
+def interrupt_at(net, batch):
+    """Make `net` raise Interrupt on its `batch`-th training forward pass (counted from 1)."""
+    calls = []
+
+    def hook(module, args):
+        if module.training:
+            calls.append(1)
+            if len(calls) == batch:
+                raise Interrupt
+
+    return net.register_forward_pre_hook(hook)
+
+
+def resume_problem(path, epochs, interrupt=None, objects=None):
+    """Train the dropout problem with a checkpoint, on `objects` if given; return the objects and the history."""
+    net, optimizer, schedule, (train_iter, test_iter) = objects or dropout_problem()
+    handle = interrupt_at(net, interrupt) if interrupt else None
+    try:
+        history = d2l.train_classifier(net, train_iter, test_iter, nn.CrossEntropyLoss(), optimizer, epochs,
+                                       device="cpu", plot=False, scheduler=schedule, checkpoint=path, quiet=True)
+    finally:
+        if handle:
+            handle.remove()
+    return (net, optimizer, schedule, (train_iter, test_iter)), history
+
+
+@pytest.mark.parametrize("same_objects", [False, True], ids=["new process", "same cell rerun"])
+def test_a_run_interrupted_in_the_middle_of_an_epoch_resumes_exactly(tmp_path, same_objects):
+    (straight, *_), expected = resume_problem(tmp_path / "straight.pt", 3)
+    objects, _ = dropout_problem(), None
+    with pytest.raises(Interrupt):
+        resume_problem(tmp_path / "run.pt", 3, interrupt=7 + 3, objects=objects)  # 7 batches per epoch: epoch 2
+    torch.manual_seed(123)  # whatever the random state is now
+    (resumed, optimizer, schedule, _), history = resume_problem(tmp_path / "run.pt", 3,
+                                                                objects=objects if same_objects else None)
+    assert history.train_loss == expected.train_loss and history.test_acc == expected.test_acc
+    assert all(torch.equal(p, q) for p, q in zip(straight.parameters(), resumed.parameters(), strict=True))
+    assert schedule.last_epoch == 3 * 7
+
+
+def test_an_interruption_while_saving_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    (straight, *_), expected = resume_problem(tmp_path / "straight.pt", 3)
+    resume_problem(tmp_path / "run.pt", 1)
+    real_save = torch.save
+
+    def save_half_then_stop(obj, f):
+        real_save(obj, f)
+        Path(f).write_bytes(Path(f).read_bytes()[:100])
+        raise Interrupt
+
+    monkeypatch.setattr(train.torch, "save", save_half_then_stop)
+    with pytest.raises(Interrupt):
+        resume_problem(tmp_path / "run.pt", 3)
+    monkeypatch.undo()
+    (resumed, *_), history = resume_problem(tmp_path / "run.pt", 3)
+    assert history.train_loss == expected.train_loss
+    assert all(torch.equal(p, q) for p, q in zip(straight.parameters(), resumed.parameters(), strict=True))
+
+
+def not_checkpoints():
+    """Files a reader might pass as checkpoint= by mistake, keyed by what they are."""
+    files = {"random bytes": bytes(range(256)) * 8, "text": b"epoch 3: loss 0.41\n", "empty": b"",
+             "a pickle of a list": pickle.dumps([1, 2, 3]), "a pickle of a dict": pickle.dumps({"epoch": 1})}
+    for name, obj in {"a saved tensor": torch.zeros(3), "a saved state_dict": nn.Linear(2, 2).state_dict(),
+                      "a dict without the rng": {"epoch": 1, "history": {}, "state": {}, "cuda rng": []},
+                      "a saved None": None}.items():
+        buffer = io.BytesIO()
+        torch.save(obj, buffer)
+        files[name] = buffer.getvalue()
+    files["a truncated checkpoint"] = files["a saved state_dict"][:200]
+    return files
+
+
+NOT_CHECKPOINTS = not_checkpoints()
+
+
+@pytest.mark.parametrize("kind", list(NOT_CHECKPOINTS))
+def test_a_file_that_is_not_a_checkpoint_gets_a_clear_error(tmp_path, kind, recwarn):
+    path = tmp_path / "run.pt"
+    path.write_bytes(NOT_CHECKPOINTS[kind])
+    with pytest.raises(ValueError, match="is not a training checkpoint") as info:
+        resume_problem(path, 2)
+    message = str(info.value)
+    assert str(path) in message and "Delete it, or pass another file as checkpoint=" in message
+    assert type(info.value) is ValueError and path.read_bytes() == NOT_CHECKPOINTS[kind]  # left as it was
+    assert not [w for w in recwarn if "pickle" in str(w.message)]
+
+
