@@ -51,19 +51,23 @@ def launched_by_torchrun() -> bool:
 def setup(timeout_s: float = 300.0) -> torch.device:
     """Join torchrun's process group and return this rank's device; without torchrun, one process (chapter 20).
 
-    CUDA ranks use NCCL and the GPU `LOCAL_RANK`; CPU ranks use gloo and share the cores among the processes of
-    their machine. A collective that waits longer than `timeout_s` (a stalled peer) raises instead of hanging.
+    With a GPU for every local rank, each rank uses NCCL and GPU `LOCAL_RANK`; otherwise gloo on the CPU, whose
+    cores the processes of a machine share. A collective that waits longer than `timeout_s` (a stalled peer)
+    raises instead of hanging.
     """
     if not launched_by_torchrun():
         return get_device()
     if timeout_s <= 0:
         raise ValueError(f"timeout_s must be positive, got {timeout_s!r}")
-    if torch.cuda.is_available():
+    local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    if torch.cuda.is_available() and torch.cuda.device_count() >= local_ranks:
         device, backend = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))), "nccl"
         torch.cuda.set_device(device)
     else:
+        if torch.cuda.is_available() and os.environ.get("LOCAL_RANK") == "0":
+            print(f"{local_ranks} local ranks but {torch.cuda.device_count()} GPUs: every rank uses gloo on the CPU")
         device, backend = torch.device("cpu"), "gloo"
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_ranks))
     if not is_distributed():
         dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
     return device
@@ -153,7 +157,7 @@ def check_split(batch_size: int, num_examples: int, world_size: int) -> None:
     if num_examples % world_size:
         raise ValueError(f"the {num_examples} examples do not split into {world_size} equal shards, which every rank "
                          f"needs to take the same number of steps: use a multiple of {world_size}, "
-                         f"e.g. {num_examples - num_examples % world_size}")
+                         f"e.g. {num_examples - num_examples % world_size or world_size}")
 
 
 def shard(loader: TensorLoader, rank: int | None = None, world_size: int | None = None) -> TensorLoader:

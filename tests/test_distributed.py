@@ -7,7 +7,9 @@ import socket
 import textwrap
 import time
 from dataclasses import asdict
+from pathlib import Path
 
+import nbformat
 import pytest
 import torch
 import torch.multiprocessing as mp
@@ -18,6 +20,7 @@ from d2l_support import distributed
 
 WORLD = 2
 TIMEOUT_S = 60  # a test whose workers have not finished by then kills them and fails
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 
 def free_port() -> int:
@@ -234,3 +237,10 @@ def test_a_worker_that_dies_or_stalls_stops_the_others_with_a_clear_error(tmp_pa
 def test_launch_rejects_a_bad_process_count():
     with pytest.raises(ValueError, match="nproc must be a positive int or None, got 0"):
         distributed.launch("script.py", nproc=0)
+
+
+@pytest.mark.parametrize("script", ["ddp_lenet.py", "ddp_gradients.py"])
+def test_the_committed_scripts_are_the_ones_the_chapter_writes(script):
+    cells = [c.source for c in nbformat.read(NOTEBOOKS / "20_data_parallel.ipynb", as_version=4).cells]
+    written = [c.split("\n", 1)[1] for c in cells if c.startswith(f"%%writefile {script}\n")]
+    assert written == [(NOTEBOOKS / script).read_text(encoding="utf-8").rstrip("\n")]
