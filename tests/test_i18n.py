@@ -250,3 +250,17 @@ def test_site_config_translates_title_and_captions_from_the_root_catalog(tmp_pat
 ])
 def test_the_switch_links_to_the_same_page_in_the_other_language(pagename, chinese, url):
     assert bilingual.other_language_url(pagename, chinese) == url
+
+
+@pytest.mark.parametrize("chinese, lost", [
+    ("用 $x^2$ 和 `f(x)`（{ref}`sec-a`），见 [A](a.md)。", ""),
+    ("用 $x^3$ 和 `f(x)`（{ref}`sec-a`），见 [A](a.md)。", "$x^2$"),
+    ("用 $x^2$ 和 f(x)（{ref}`sec-a`），见 [A](a.md)。", "`f(x)`"),
+    ("用 $x^2$ 和 `f(x)`（见 sec-a），见 [A](a.md)。", "{ref}`sec-a`"),
+    ("用 $x^2$ 和 `f(x)`（{ref}`sec-a`），见 [A](b.md)。", "](a.md)"),
+])
+def test_a_translation_that_loses_math_code_a_role_or_a_link_is_reported(chinese, lost):
+    catalog = polib.POFile()
+    catalog.append(polib.POEntry(msgid="Use $x^2$ and `f(x)` ({ref}`sec-a`), see [A](a.md).", msgstr=chinese))
+    problems = i18n._entry_problems("intro.po", catalog, pending=False)
+    assert [p.kind for p in problems] == ([f"markup lost: keep {lost} as in the English"] if lost else [])

@@ -13,9 +13,11 @@ English kept as `#| msgid`), reading for the checks is polib's (line numbers). C
 """
 
 import argparse
+import re
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +41,9 @@ SITE = ROOT / "_build" / "html"
 # Pages generated in both languages by tools/make_pages.py rather than translated: docname -> Chinese source.
 GENERATED = {"book/status": "locales/zh_CN/book/status.md"}
 REFRESH = "make catalogs"
+# What a translation keeps character for character: roles, math, link targets, then inline code.
+MARKUP = (re.compile(r"\{[a-z:-]+\}`[^`]*`"), re.compile(r"\$\$.*?\$\$|\$[^$\n]+?\$", re.S),
+          re.compile(r"\]\([^)\s]+\)"), re.compile(r"`[^`\n]+`"))
 HEADER = ("# The Chinese translation of one page of the course, one entry per paragraph of its English.\n"
           "# `make catalogs` refreshes it from the English; CONTRIBUTING.md, \"Translating\", says how to translate.")
 
@@ -179,7 +184,7 @@ def catalog_problems(catalog_dir: Path = CATALOGS, pot_dir: Path | None = None, 
 
 
 def _entry_problems(name: str, catalog: polib.POFile, pending: bool) -> list[Problem]:
-    """List the fuzzy, obsolete and (unless the page is pending) empty entries of one catalog."""
+    """List the fuzzy, obsolete, markup-losing and (unless the page is pending) empty entries of one catalog."""
     problems = []
     for entry in catalog:
         where = f"{name}:{entry.linenum} ({location(entry.occurrences)})"
@@ -192,9 +197,21 @@ def _entry_problems(name: str, catalog: polib.POFile, pending: bool) -> list[Pro
                                     chinese=entry.msgstr))
         elif not entry.msgstr and not pending:
             problems.append(Problem("untranslated", where, english=entry.msgid))
+        elif entry.msgstr and (lost := markup(entry.msgid) - markup(entry.msgstr)):
+            problems.append(Problem(f"markup lost: keep {', '.join(sorted(lost))} as in the English", where,
+                                    english=entry.msgid, chinese=entry.msgstr))
     if pending and not any(e for e in catalog if not e.obsolete and not e.msgstr):
         problems.append(Problem(f"complete: remove it from {PENDING.name}", name))
     return problems
+
+
+def markup(text: str) -> Counter:
+    """Count the roles, math, link targets and inline code of a message, which its translation must keep."""
+    found = Counter()
+    for pattern in MARKUP:
+        found.update(pattern.findall(text))
+        text = pattern.sub(" ", text)
+    return found
 
 
 def _template_problems(found: dict[str, Path], pot_dir: Path, source: Path) -> list[Problem]:
