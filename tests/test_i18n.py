@@ -264,3 +264,16 @@ def test_a_translation_that_loses_math_code_a_role_or_a_link_is_reported(chinese
     catalog.append(polib.POEntry(msgid="Use $x^2$ and `f(x)` ({ref}`sec-a`), see [A](a.md).", msgstr=chinese))
     problems = i18n._entry_problems("intro.po", catalog, pending=False)
     assert [p.kind for p in problems] == ([f"markup lost: keep {lost} as in the English"] if lost else [])
+
+
+@pytest.mark.parametrize("chinese, lost", [
+    ("见{doc}`符号说明 <notation>`。", ""),
+    ("见{doc}`the notation page <notation>`。", ""),
+    ("见{doc}`符号说明 <intro>`。", "{doc}`<notation>`"),
+    ("见符号说明。", "{doc}`<notation>`"),
+])
+def test_a_role_keeps_its_target_and_may_translate_its_title(chinese, lost):
+    catalog = polib.POFile()
+    catalog.append(polib.POEntry(msgid="See {doc}`the notation page <notation>`.", msgstr=chinese))
+    problems = i18n._entry_problems("intro.po", catalog, pending=False)
+    assert [p.kind for p in problems] == ([f"markup lost: keep {lost} as in the English"] if lost else [])

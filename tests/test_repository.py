@@ -54,6 +54,7 @@ def _site_tests_without_a_site(tmp_path: Path, **env: str) -> subprocess.Complet
     (tmp_path / "tests").mkdir()
     shutil.copy(ROOT / "tests" / "test_site.py", tmp_path / "tests")
     shutil.copy(ROOT / "_config.yml", tmp_path)
+    shutil.copytree(ROOT / "tools", tmp_path / "tools")  # test_site.py reads the Chinese pages' setup from i18n
     environment = {k: v for k, v in os.environ.items() if k != "D2L_REQUIRE_SITE"} | env
     return subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "tests"],
                           cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=120)

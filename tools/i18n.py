@@ -44,6 +44,7 @@ REFRESH = "make catalogs"
 # What a translation keeps character for character: roles, math, link targets, then inline code.
 MARKUP = (re.compile(r"\{[a-z:-]+\}`[^`]*`"), re.compile(r"\$\$.*?\$\$|\$[^$\n]+?\$", re.S),
           re.compile(r"\]\([^)\s]+\)"), re.compile(r"`[^`\n]+`"))
+ROLE_TITLE = re.compile(r"^(\{[a-z:-]+\})`[^`]*<([^<>`]+)>`$")
 HEADER = ("# The Chinese translation of one page of the course, one entry per paragraph of its English.\n"
           "# `make catalogs` refreshes it from the English; CONTRIBUTING.md, \"Translating\", says how to translate.")
 
@@ -209,9 +210,14 @@ def markup(text: str) -> Counter:
     """Count the roles, math, link targets and inline code of a message, which its translation must keep."""
     found = Counter()
     for pattern in MARKUP:
-        found.update(pattern.findall(text))
+        found.update(map(_without_title, pattern.findall(text)))
         text = pattern.sub(" ", text)
     return found
+
+
+def _without_title(piece: str) -> str:
+    """Reduce a role with an explicit title, {doc}`title <target>`, to its role and target: titles get translated."""
+    return ROLE_TITLE.sub(r"\1`<\2>`", piece)
 
 
 def _template_problems(found: dict[str, Path], pot_dir: Path, source: Path) -> list[Problem]:
