@@ -172,6 +172,22 @@ def test_a_changed_english_sentence_fails_the_check_until_its_translation_is_upd
     assert check() == []
 
 
+def test_a_long_previous_english_is_written_so_that_it_reads_back_and_survives_a_refresh(tmp_path):
+    long = " ".join([SECOND] * 8)  # wraps over several lines of the catalog
+    _mini_book(tmp_path, long)
+    catalogs = tmp_path / "locales"
+    i18n.update(tmp_path, catalogs)
+    po = catalogs / "intro.po"
+    _translate_all(po, {"Mini": "迷你", FIRST: "第一段说明本页的内容。", long: "第二段给出一个数字：42。" * 8})
+    changed = long.replace("42", "43", 1)
+    _mini_book(tmp_path, changed)
+    for _ in range(2):  # the second refresh finds the English unchanged and keeps the entry as it is
+        i18n.update(tmp_path, catalogs)
+        entry = next(e for e in polib.pofile(str(po)) if e.msgid == changed)
+        assert entry.fuzzy and entry.previous_msgid == long and not entry.tcomment
+    assert i18n.update(tmp_path, catalogs) == []
+
+
 def test_an_edit_that_leaves_nothing_translated_is_not_reported_as_fuzzy(tmp_path):
     _mini_book(tmp_path, SECOND)
     catalogs = tmp_path / "locales"

@@ -25,7 +25,7 @@ import nbformat
 import polib
 import yaml
 from babel.messages.catalog import Catalog
-from babel.messages.pofile import read_po, write_po
+from babel.messages.pofile import normalize, read_po, unescape, write_po
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from markdown_translation import Lookup, key, translate  # noqa: E402
@@ -41,6 +41,8 @@ SITE = ROOT / "_build" / "html"
 # Pages generated in both languages by tools/make_pages.py rather than translated: docname -> Chinese source.
 GENERATED = {"book/status": "locales/zh_CN/book/status.md"}
 REFRESH = "make catalogs"
+WIDTH = 100  # the catalogs' line width
+QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
 # What a translation keeps character for character: roles, math, link targets, then inline code.
 MARKUP = (re.compile(r"\{[a-z:-]+\}`[^`]*`"), re.compile(r"\$\$.*?\$\$|\$[^$\n]+?\$", re.S),
           re.compile(r"\]\([^)\s]+\)"), re.compile(r"`[^`\n]+`"))
@@ -114,7 +116,11 @@ def merge(template: Catalog, po: Path, drop_obsolete: bool = False) -> bool:
     if po.is_file():
         with po.open("rb") as file:
             catalog = read_po(file, locale=LANGUAGE)
+        previous = {m.id: m.previous_id for m in catalog if _read_previous(m)}
         catalog.update(template, update_creation_date=False)
+        for message in catalog:  # Babel keeps the previous English only of the entries it matches afresh
+            if message.fuzzy and not message.previous_id and message.id in previous:
+                message.previous_id = previous[message.id]
     else:
         catalog = Catalog(locale=LANGUAGE, project="d2l-checked", version="main", fuzzy=False,
                           header_comment=HEADER, copyright_holder="the d2l-checked authors",
@@ -128,16 +134,40 @@ def merge(template: Catalog, po: Path, drop_obsolete: bool = False) -> bool:
     return _write_if_changed(po, catalog)
 
 
-def _write_if_changed(po: Path, catalog: Catalog) -> bool:
-    """Write a catalog in the gettext format, only when its text changes."""
+def _read_previous(message) -> bool:
+    """Take a fuzzy entry's previous English from its `#|` lines, which Babel reads as translator comments."""
+    previous = [c for c in message.user_comments if c.startswith("|")]
+    if previous:
+        message.user_comments = [c for c in message.user_comments if not c.startswith("|")]
+        message.previous_id = ["".join(unescape(q) for q in QUOTED.findall(" ".join(c[1:].strip() for c in previous)))]
+    return bool(previous)
+
+
+def po_text(catalog: Catalog) -> bytes:
+    """A catalog in the gettext format, the previous English of a fuzzy entry written as `#| msgid` lines.
+
+    Babel's own `include_previous` wraps a long previous msgid as one comment, which no reader can parse.
+    """
     import io
 
     buffer = io.BytesIO()
-    write_po(buffer, catalog, width=100, include_previous=True)
-    if po.is_file() and po.read_bytes() == buffer.getvalue():
+    write_po(buffer, catalog, width=WIDTH)
+    text = buffer.getvalue().decode(catalog.charset)
+    for message in catalog:
+        if message.id and message.previous_id and message.fuzzy:
+            entry = f"\nmsgid {normalize(message.id, width=WIDTH)}\nmsgstr "
+            previous = f"\n#| msgid {normalize(message.previous_id[0], prefix='#| ', width=WIDTH)}"
+            text = text.replace(entry, previous + entry, 1)
+    return text.encode(catalog.charset)
+
+
+def _write_if_changed(po: Path, catalog: Catalog) -> bool:
+    """Write a catalog in the gettext format, only when its text changes."""
+    text = po_text(catalog)
+    if po.is_file() and po.read_bytes() == text:
         return False
     po.parent.mkdir(parents=True, exist_ok=True)
-    po.write_bytes(buffer.getvalue())
+    po.write_bytes(text)
     return True
 
 
