@@ -16,8 +16,8 @@ from d2l_support.device import get_device, keep_freed_memory, seed_everything
 from d2l_support.diagrams import Diagram, DiagramError, draw_bptt, draw_model, draw_rnn
 from d2l_support.figures import LivePlot, plot, show_images
 from d2l_support.provenance import report_provenance, start_clock
-from d2l_support.scales import current_scale, scale, warn_if_slow_on_cpu
-from d2l_support.train import History, assert_quality, evaluate_accuracy, train_classifier
+from d2l_support.scales import current_scale, scale
+from d2l_support.train import History, assert_quality, evaluate_accuracy, sgd_one_cycle, train_classifier
 from d2l_support.widgets import frames_player, live_explorer
 
 __all__ = [
@@ -25,6 +25,6 @@ __all__ = [
     "TensorLoader", "alexnet", "assert_quality", "current_scale", "distributed", "draw_bptt", "draw_model", "draw_rnn",
     "evaluate_accuracy", "frames_player", "get_device", "init_cnn", "keep_freed_memory", "layer_table", "live_explorer",
     "load_fashion_mnist", "num_params", "out_size", "plot", "read_time_machine", "report_provenance", "scale",
-    "seed_everything", "show_images", "start_clock", "synthetic_data", "text_labels", "train_classifier",
-    "warn_if_slow_on_cpu",
+    "seed_everything", "sgd_one_cycle", "show_images", "start_clock", "synthetic_data", "text_labels",
+    "train_classifier",
 ]

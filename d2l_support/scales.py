@@ -3,8 +3,6 @@
 import os
 from types import SimpleNamespace
 
-import torch
-
 SCALES = ("full", "quick")
 
 
@@ -26,11 +24,3 @@ def scale(*, full: dict, quick: dict) -> SimpleNamespace:
     name = current_scale()
     return SimpleNamespace(scale=name, **(full if name == "full" else quick))
 
-
-def warn_if_slow_on_cpu(device: torch.device, cpu_minutes: float) -> None:
-    """At full scale on a CPU, print how long the run will take and how to pick quick scale (chapter 10)."""
-    if current_scale() == "full" and torch.device(device).type == "cpu":
-        print(
-            f"Full scale on a CPU takes about {cpu_minutes:.0f} minutes. For a one-minute run, "
-            "restart with the environment variable D2L_SCALE=quick, or use a GPU runtime."
-        )

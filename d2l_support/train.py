@@ -24,6 +24,7 @@ from d2l_support.figures import LivePlot
 from d2l_support.scales import current_scale
 
 DIVERGENCE_FACTOR = 100.0  # an epoch whose mean loss exceeds its run's first batch loss this many times diverges
+TIMED_BATCHES = 10  # batches timed, after one that warms up, to estimate a run's time on the machine at hand
 
 
 @dataclass
@@ -146,6 +147,16 @@ def take_step(loss: torch.Tensor, optimizer, scheduler=None, clip: Callable[[], 
     optimizer.step()
     if scheduler is not None:
         scheduler.step()
+
+
+def sgd_one_cycle(params, lr: float, total_steps: int, momentum: tuple[float, float] = (0.85, 0.95),
+                  weight_decay: float = 5e-4, warmup: float = 0.3):
+    """Nesterov SGD with weight decay, and a one-cycle schedule of its learning rate and momentum (chapter 10)."""
+    low, high = momentum
+    optimizer = torch.optim.SGD(params, lr=lr, momentum=high, nesterov=True, weight_decay=weight_decay)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total_steps, pct_start=warmup,
+                                                   base_momentum=low, max_momentum=high)
+    return optimizer, schedule
 
 
 def check_loss(result: EpochResult, reference: float, epoch: int, optimizer) -> None:
@@ -291,7 +302,7 @@ def checkpoint_state(net, optimizer, scheduler, train_iter) -> dict:
 def train_classifier(net: Callable, train_iter: Iterable, test_iter: Iterable, loss_fn: Callable,
                      optimizer, epochs: int, device: torch.device | None = None, plot: bool = True,
                      amp: bool = False, channels_last: bool = False, *, scheduler=None, quiet: bool = False,
-                     checkpoint: str | Path | None = None) -> History:
+                     checkpoint: str | Path | None = None, estimate_time: bool = False) -> History:
     """Train a classifier, evaluate it on the test set after every epoch, and return its history (chapter 02).
 
     `loss_fn` returns the mean loss of a batch; `optimizer` has `zero_grad()` and `step()`; `scheduler`, if
@@ -299,7 +310,9 @@ def train_classifier(net: Callable, train_iter: Iterable, test_iter: Iterable, l
     `amp` (bfloat16 autocast) only takes effect on CUDA; `channels_last` stores images and convolution
     weights channels-last, which speeds up convolutions on CUDA and CPU. `quiet` prints nothing. With
     `checkpoint` (a file path) the state is saved after every epoch and a rerun resumes where it stopped.
-    Under torch.distributed (chapter 20) the metrics are summed over the ranks, and only rank 0 prints and plots.
+    `estimate_time` prints how long the training steps will take on this machine, timed on the first batches,
+    and at the end how long the run took (chapter 10). Under torch.distributed (chapter 20) the metrics are
+    summed over the ranks, and only rank 0 prints and plots.
     """
     check_epochs(epochs)
     quiet, plot = quiet or not is_main(), plot and is_main()
@@ -311,9 +324,16 @@ def train_classifier(net: Callable, train_iter: Iterable, test_iter: Iterable, l
                     xlim=(1, max(epochs, 2))) if plot else None
     history = History(device=describe_device(device))
 
+    def print_estimate(seconds_per_batch: float) -> None:
+        remaining = (epochs - len(history.train_loss)) * len(train_iter)
+        print(f"estimated from the first {TIMED_BATCHES} batches on this machine: "
+              f"{seconds_per_batch * remaining / 60:.1f} minutes of training steps")
+
     def run_epoch() -> EpochResult:
+        first = estimate_time and not quiet and not estimated and len(train_iter) > TIMED_BATCHES + 1
+        estimated.append(True)
         return _train_epoch(net, train_iter, loss_fn, optimizer, device, amp and device.type == "cuda",
-                            channels_last, scheduler, progress=not quiet)
+                            channels_last, scheduler, progress=not quiet, on_timed=print_estimate if first else None)
 
     def replay(epoch: int) -> None:
         if live:
@@ -326,24 +346,41 @@ def train_classifier(net: Callable, train_iter: Iterable, test_iter: Iterable, l
         replay(epoch)
         return f"loss {result.loss:.3f}, train acc {result.accuracy:.3f}, test acc {history.test_acc[-1]:.3f}"
 
+    estimated, start = [], time.perf_counter()
     speed = fit(run_epoch, epochs, optimizer=optimizer, history=history, record=record, replay=replay,
                 checkpoint=checkpoint, state=state, quiet=quiet)
     history.examples_per_sec = speed or history.examples_per_sec
     if not quiet:
         print(f"{history.examples_per_sec:,.0f} examples/s on {device}")
+        if estimate_time and estimated:
+            print(f"the run took {(time.perf_counter() - start) / 60:.1f} minutes, test evaluations included")
     return history
 
 
+def _synchronized_clock(device: torch.device) -> float:
+    """Read the clock once the device has finished its queued work."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
 def _train_epoch(net, train_iter, loss_fn, optimizer, device, amp, channels_last, scheduler=None,
-                 progress=True) -> ClassifierEpoch:
-    """Run one epoch; return the mean loss over examples, the accuracy and the count, reading the device once."""
+                 progress=True, on_timed: Callable[[float], None] | None = None) -> ClassifierEpoch:
+    """Run one epoch; return the mean loss over examples, the accuracy and the count, reading the device once.
+
+    `on_timed`, if given, receives the seconds per batch of batches 2 to `TIMED_BATCHES + 1` (the first warms up).
+    """
     if isinstance(net, nn.Module):
         net.train()
     loss_sum = torch.zeros((), device=device)
     first_loss = torch.full((), math.nan, device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     n = 0
-    for X, y in tqdm(train_iter, leave=False, disable=not (progress and show_progress())):
+    for batch, (X, y) in enumerate(tqdm(train_iter, leave=False, disable=not (progress and show_progress()))):
+        if on_timed and batch == 1:
+            timed_from = _synchronized_clock(device)
+        elif on_timed and batch == TIMED_BATCHES + 1:
+            on_timed((_synchronized_clock(device) - timed_from) / TIMED_BATCHES)
         X, y = X.to(device, non_blocking=True), y.to(device, non_blocking=True)
         if channels_last:
             X = X.contiguous(memory_format=torch.channels_last)

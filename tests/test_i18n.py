@@ -188,6 +188,12 @@ def test_a_long_previous_english_is_written_so_that_it_reads_back_and_survives_a
     assert i18n.update(tmp_path, catalogs) == []
 
 
+def test_prose_with_a_percent_sign_or_braces_is_not_marked_as_a_format_string(tmp_path):
+    _mini_book(tmp_path, "Over 90% of the weights sit in $\\{0, 1\\}$, and 5 %s of {name}.")
+    i18n.update(tmp_path, tmp_path / "locales")
+    assert [e.flags for e in polib.pofile(str(tmp_path / "locales" / "intro.po"))] == [[], [], []]
+
+
 def test_an_edit_that_leaves_nothing_translated_is_not_reported_as_fuzzy(tmp_path):
     _mini_book(tmp_path, SECOND)
     catalogs = tmp_path / "locales"

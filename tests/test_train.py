@@ -201,15 +201,6 @@ def test_scale_selection(monkeypatch):
         d2l.current_scale()
 
 
-def test_cpu_warning(monkeypatch, capsys):
-    monkeypatch.setenv("D2L_SCALE", "full")
-    d2l.warn_if_slow_on_cpu(torch.device("cpu"), cpu_minutes=90)
-    assert "about 90 minutes" in capsys.readouterr().out
-    monkeypatch.setenv("D2L_SCALE", "quick")
-    d2l.warn_if_slow_on_cpu(torch.device("cpu"), cpu_minutes=90)
-    assert capsys.readouterr().out == ""
-
-
 def test_device_and_seed():
     expected = "cuda" if torch.cuda.is_available() else ("mps" if torch.backends.mps.is_available() else "cpu")
     assert d2l.get_device().type == expected
@@ -569,3 +560,53 @@ def test_a_file_that_is_not_a_checkpoint_gets_a_clear_error(tmp_path, kind, recw
     assert not [w for w in recwarn if "pickle" in str(w.message)]
 
 
+
+
+def _timed_run(tmp_path, monkeypatch, capsys, epochs, **kwargs):
+    """Train on 20 batches an epoch under a clock that advances 3 s per reading; return what it printed."""
+    ticks = iter(range(10**6))
+    monkeypatch.setattr(train, "_synchronized_clock", lambda device: float(next(ticks)) * 3.0)
+    X, y = torch.randn(640, 4), torch.randint(0, 2, (640,))
+    net = nn.Linear(4, 2)
+    d2l.train_classifier(net, d2l.TensorLoader(X, y, batch_size=32), d2l.TensorLoader(X, y, batch_size=64),
+                         nn.CrossEntropyLoss(), torch.optim.SGD(net.parameters(), lr=0.1), epochs, device="cpu",
+                         plot=False, checkpoint=tmp_path / "run.pt", **kwargs)
+    return capsys.readouterr().out
+
+
+def test_time_estimate_is_timed_on_the_first_batches_for_the_epochs_left(tmp_path, monkeypatch, capsys):
+    # 3 s between the readings at batches 2 and 12: 0.3 s a batch, 20 batches an epoch
+    out = _timed_run(tmp_path, monkeypatch, capsys, epochs=3, estimate_time=True)
+    assert "estimated from the first 10 batches on this machine: 0.3 minutes of training steps" in out  # 18 s
+    assert out.count("estimated from") == 1 and "the run took" in out
+    resumed = _timed_run(tmp_path, monkeypatch, capsys, epochs=23, estimate_time=True)
+    assert "resumed from" in resumed and "2.0 minutes of training steps" in resumed  # 20 epochs left: 120 s
+
+
+def test_no_time_estimate_unless_asked_or_without_enough_batches(tmp_path, monkeypatch, capsys):
+    out = _timed_run(tmp_path, monkeypatch, capsys, epochs=1)
+    assert "estimated from" not in out and "the run took" not in out
+    X, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
+    net = nn.Linear(4, 2)
+    d2l.train_classifier(net, d2l.TensorLoader(X, y, batch_size=8), d2l.TensorLoader(X, y, batch_size=64),
+                         nn.CrossEntropyLoss(), torch.optim.SGD(net.parameters(), lr=0.1), 1, device="cpu",
+                         plot=False, estimate_time=True)
+    assert "estimated from" not in capsys.readouterr().out  # 8 batches: too few to time 10 after a warm-up
+
+
+def test_sgd_one_cycle_warms_up_to_the_peak_and_moves_momentum_against_it():
+    params = [nn.Parameter(torch.zeros(3))]
+    optimizer, schedule = d2l.sgd_one_cycle(params, lr=0.4, total_steps=100, momentum=(0.8, 0.9), weight_decay=1e-3,
+                                            warmup=0.2)
+    group = optimizer.param_groups[0]
+    assert group["nesterov"] and group["weight_decay"] == 1e-3
+    lrs, momenta = [], []
+    for _ in range(100):
+        lrs.append(group["lr"])
+        momenta.append(group["momentum"])
+        optimizer.step()
+        schedule.step()
+    peak = max(range(100), key=lrs.__getitem__)
+    assert lrs[0] == pytest.approx(0.4 / 25) and lrs[peak] == pytest.approx(0.4) and peak == 19
+    assert momenta[0] == pytest.approx(0.9) and momenta[peak] == pytest.approx(0.8)
+    assert lrs[-1] < 1e-4 and momenta[-1] == pytest.approx(0.9, abs=1e-3)

@@ -42,6 +42,7 @@ SITE = ROOT / "_build" / "html"
 GENERATED = {"book/status": "locales/zh_CN/book/status.md"}
 REFRESH = "make catalogs"
 WIDTH = 100  # the catalogs' line width
+FORMAT_FLAGS = {"python-format", "python-brace-format"}
 QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
 # What a translation keeps character for character: roles, math, link targets, then inline code.
 MARKUP = (re.compile(r"\{[a-z:-]+\}`[^`]*`"), re.compile(r"\$\$.*?\$\$|\$[^$\n]+?\$", re.S),
@@ -128,6 +129,8 @@ def merge(template: Catalog, po: Path, drop_obsolete: bool = False) -> bool:
         for message in template:
             if message.id:
                 catalog.add(message.id, locations=message.locations)
+    for message in catalog:  # prose is no format string: Babel's guess would fail `msgfmt -c` on "90% of"
+        message.flags -= FORMAT_FLAGS
     # Babel matches fuzzily only translated entries; untranslated English that is gone leaves nothing to reuse.
     for msgid in [m for m, message in catalog.obsolete.items() if drop_obsolete or not message.string]:
         del catalog.obsolete[msgid]
