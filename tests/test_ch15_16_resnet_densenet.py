@@ -12,13 +12,12 @@ from torch import nn
 from torch.nn import functional as F
 from torchvision.models.resnet import BasicBlock
 
-import d2l_support as d2l
 from d2l_support.cnn import num_params
 
 (Residual, resnet_block, resnet_block_as_in_notes, resnet_block_list_fixed, resnet18, zero_last_bn, Skip,
- layer_grad_norms, sgd_one_cycle, map_sides, multiply_adds) = from_chapter(
+ layer_grad_norms, map_sides, multiply_adds) = from_chapter(
     "15_resnet", "Residual", "resnet_block", "resnet_block_as_in_notes", "resnet_block_list_fixed", "resnet18",
-    "zero_last_bn", "Skip", "layer_grad_norms", "sgd_one_cycle", "map_sides", "multiply_adds")
+    "zero_last_bn", "Skip", "layer_grad_norms", "map_sides", "multiply_adds")
 conv_block, DenseBlock, transition_block, densenet = from_chapter(
     "16_densenet", "conv_block", "DenseBlock", "transition_block", "densenet")
 
@@ -189,30 +188,6 @@ def test_first_layer_gradient_plain_vs_residual():
     # shallow networks barely differ
     shallow_plain, shallow_residual = layer_grad_norms(2, False), layer_grad_norms(2, True)
     assert 0.5 < shallow_residual[0] / shallow_plain[0] < 2
-
-
-def test_one_cycle_schedule_rises_to_its_peak_then_falls_once_per_minibatch():
-    w = nn.Parameter(torch.ones(3))
-    optimizer, schedule = sgd_one_cycle([w], lr=0.1, total_steps=20, momentum=(0.85, 0.95), weight_decay=5e-4,
-                                        warmup=0.3)
-    assert optimizer.defaults["nesterov"] and optimizer.defaults["weight_decay"] == 5e-4
-    X, y = torch.randn(16, 3), torch.randint(0, 3, (16,))
-    data = [(X[i:i + 4], y[i:i + 4]) for i in range(0, 16, 4)]  # 4 minibatches per epoch, 5 epochs: 20 steps
-    lrs, momenta = [], []  # the settings of each step, read before train_classifier advances the schedule
-    optimizer.register_step_post_hook(lambda *_: (lrs.append(optimizer.param_groups[0]["lr"]),
-                                                  momenta.append(optimizer.param_groups[0]["momentum"])))
-    d2l.train_classifier(lambda X: X * w, data, data, nn.CrossEntropyLoss(label_smoothing=0.1), optimizer, 5,
-                         device="cpu", plot=False, quiet=True, scheduler=schedule)
-    assert len(lrs) == 20 and schedule.last_epoch == 20
-    assert lrs[0] == pytest.approx(0.1 / 25)
-    peak = max(range(20), key=lambda k: lrs[k])
-    assert peak == 5 and lrs[peak] == pytest.approx(0.1)  # the peak after 30% of the steps
-    assert all(a < b for a, b in zip(lrs[:peak], lrs[1:peak + 1]))
-    assert all(a > b for a, b in zip(lrs[peak:], lrs[peak + 1:]))
-    assert lrs[-1] < 1e-5
-    # the momentum moves against the learning rate: 0.95 at the ends, 0.85 at the peak
-    assert momenta[0] == pytest.approx(0.95) and momenta[peak] == pytest.approx(0.85)
-    assert momenta[-1] == pytest.approx(0.95, abs=1e-3)
 
 
 def test_map_sides_and_multiply_adds_follow_the_resolution():

@@ -594,19 +594,25 @@ def test_no_time_estimate_unless_asked_or_without_enough_batches(tmp_path, monke
     assert "estimated from" not in capsys.readouterr().out  # 8 batches: too few to time 10 after a warm-up
 
 
-def test_sgd_one_cycle_warms_up_to_the_peak_and_moves_momentum_against_it():
-    params = [nn.Parameter(torch.zeros(3))]
-    optimizer, schedule = d2l.sgd_one_cycle(params, lr=0.4, total_steps=100, momentum=(0.8, 0.9), weight_decay=1e-3,
+def test_one_cycle_schedule_rises_to_its_peak_then_falls_once_per_minibatch():
+    w = nn.Parameter(torch.ones(3))
+    optimizer, schedule = d2l.sgd_one_cycle([w], lr=0.1, total_steps=20, momentum=(0.85, 0.95), weight_decay=5e-4,
                                             warmup=0.2)
-    group = optimizer.param_groups[0]
-    assert group["nesterov"] and group["weight_decay"] == 1e-3
-    lrs, momenta = [], []
-    for _ in range(100):
-        lrs.append(group["lr"])
-        momenta.append(group["momentum"])
-        optimizer.step()
-        schedule.step()
-    peak = max(range(100), key=lrs.__getitem__)
-    assert lrs[0] == pytest.approx(0.4 / 25) and lrs[peak] == pytest.approx(0.4) and peak == 19
-    assert momenta[0] == pytest.approx(0.9) and momenta[peak] == pytest.approx(0.8)
-    assert lrs[-1] < 1e-4 and momenta[-1] == pytest.approx(0.9, abs=1e-3)
+    assert optimizer.defaults["nesterov"] and optimizer.defaults["weight_decay"] == 5e-4
+    X, y = torch.randn(16, 3), torch.randint(0, 3, (16,))
+    data = [(X[i:i + 4], y[i:i + 4]) for i in range(0, 16, 4)]  # 4 minibatches per epoch, 5 epochs: 20 steps
+    lrs, momenta = [], []  # the settings of each step, read before train_classifier advances the schedule
+    optimizer.register_step_post_hook(lambda *_: (lrs.append(optimizer.param_groups[0]["lr"]),
+                                                  momenta.append(optimizer.param_groups[0]["momentum"])))
+    d2l.train_classifier(lambda X: X * w, data, data, nn.CrossEntropyLoss(label_smoothing=0.1), optimizer, 5,
+                         device="cpu", plot=False, quiet=True, scheduler=schedule)
+    assert len(lrs) == 20 and schedule.last_epoch == 20
+    assert lrs[0] == pytest.approx(0.1 / 25)
+    peak = max(range(20), key=lambda k: lrs[k])
+    assert peak == 3 and lrs[peak] == pytest.approx(0.1)  # the peak after 20% of the steps
+    assert all(a < b for a, b in zip(lrs[:peak], lrs[1:peak + 1]))
+    assert all(a > b for a, b in zip(lrs[peak:], lrs[peak + 1:]))
+    assert lrs[-1] < 1e-5
+    # the momentum moves against the learning rate: 0.95 at the ends, 0.85 at the peak
+    assert momenta[0] == pytest.approx(0.95) and momenta[peak] == pytest.approx(0.85)
+    assert momenta[-1] == pytest.approx(0.95, abs=1e-3)
