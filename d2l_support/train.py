@@ -329,11 +329,15 @@ def train_classifier(net: Callable, train_iter: Iterable, test_iter: Iterable, l
         print(f"estimated from the first {TIMED_BATCHES} batches on this machine: "
               f"{seconds_per_batch * remaining / 60:.1f} minutes of training steps")
 
+    timed = estimate_time and not quiet
+    epochs_run = 0
+
     def run_epoch() -> EpochResult:
-        first = estimate_time and not quiet and not estimated and len(train_iter) > TIMED_BATCHES + 1
-        estimated.append(True)
+        nonlocal epochs_run
+        on_timed = print_estimate if timed and not epochs_run and len(train_iter) > TIMED_BATCHES + 1 else None
+        epochs_run += 1
         return _train_epoch(net, train_iter, loss_fn, optimizer, device, amp and device.type == "cuda",
-                            channels_last, scheduler, progress=not quiet, on_timed=print_estimate if first else None)
+                            channels_last, scheduler, progress=not quiet, on_timed=on_timed)
 
     def replay(epoch: int) -> None:
         if live:
@@ -346,13 +350,13 @@ def train_classifier(net: Callable, train_iter: Iterable, test_iter: Iterable, l
         replay(epoch)
         return f"loss {result.loss:.3f}, train acc {result.accuracy:.3f}, test acc {history.test_acc[-1]:.3f}"
 
-    estimated, start = [], time.perf_counter()
+    start = time.perf_counter()
     speed = fit(run_epoch, epochs, optimizer=optimizer, history=history, record=record, replay=replay,
                 checkpoint=checkpoint, state=state, quiet=quiet)
     history.examples_per_sec = speed or history.examples_per_sec
     if not quiet:
         print(f"{history.examples_per_sec:,.0f} examples/s on {device}")
-        if estimate_time and estimated:
+        if timed and epochs_run:
             print(f"the run took {(time.perf_counter() - start) / 60:.1f} minutes, test evaluations included")
     return history
 

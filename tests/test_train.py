@@ -560,8 +560,6 @@ def test_a_file_that_is_not_a_checkpoint_gets_a_clear_error(tmp_path, kind, recw
     assert not [w for w in recwarn if "pickle" in str(w.message)]
 
 
-
-
 def _timed_run(tmp_path, monkeypatch, capsys, epochs, **kwargs):
     """Train on 20 batches an epoch under a clock that advances 3 s per reading; return what it printed."""
     ticks = iter(range(10**6))

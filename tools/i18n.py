@@ -146,7 +146,7 @@ def _read_previous(message) -> bool:
     return bool(previous)
 
 
-def po_text(catalog: Catalog) -> bytes:
+def _po_text(catalog: Catalog) -> bytes:
     """A catalog in the gettext format, the previous English of a fuzzy entry written as `#| msgid` lines.
 
     Babel's own `include_previous` wraps a long previous msgid as one comment, which no reader can parse.
@@ -166,7 +166,7 @@ def po_text(catalog: Catalog) -> bytes:
 
 def _write_if_changed(po: Path, catalog: Catalog) -> bool:
     """Write a catalog in the gettext format, only when its text changes."""
-    text = po_text(catalog)
+    text = _po_text(catalog)
     if po.is_file() and po.read_bytes() == text:
         return False
     po.parent.mkdir(parents=True, exist_ok=True)
